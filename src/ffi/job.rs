@@ -1,0 +1,79 @@
+//! Jobs: asynchronous executions.
+
+use super::boundary::{call, ms_timeout, opt_out, out};
+use super::types::bioxen_vm_result;
+use crate::registry;
+use std::ffi::c_char;
+
+/// Waits for the job to finish, up to `timeout_ms` (0 = without limit), and writes its
+/// outcome to `*out_result` (free with `bioxen_vm_result_free`). May be called again (and
+/// from several threads): each call gets its own copy.
+/// Statuses: OK, NULL_POINTER, INVALID_HANDLE, WAIT_TIMEOUT (the job goes on), CANCELLED,
+/// and the job's own failure (TIMEOUT, INTERRUPTED, MEMORY_LIMIT, …).
+///
+/// # Safety
+/// `out_result` must be valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_job_wait(
+    job: u64,
+    timeout_ms: u64,
+    out_result: *mut bioxen_vm_result,
+) -> i32 {
+    call(|| {
+        let out_result = out(out_result, "out_result")?;
+        let o = registry::job(job)?.wait(ms_timeout(timeout_ms))?;
+        *out_result = o.into();
+        Ok(())
+    })
+}
+
+/// Writes the job's status to `*out_status` as a static string (never freed), with the
+/// original library's words: "running" (queued or executing), "done", "cancelled".
+/// Statuses: OK, NULL_POINTER, INVALID_HANDLE.
+///
+/// # Safety
+/// `out_status` must be valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_job_status(job: u64, out_status: *mut *const c_char) -> i32 {
+    call(|| {
+        let out_status = out(out_status, "out_status")?;
+        let s = registry::job(job)?.status();
+        *out_status = match s {
+            crate::jobs::JobStatus::Running => c"running".as_ptr(),
+            crate::jobs::JobStatus::Done => c"done".as_ptr(),
+            crate::jobs::JobStatus::Cancelled => c"cancelled".as_ptr(),
+        };
+        Ok(())
+    })
+}
+
+/// Cancels the job: a queued job will not run; a running one is interrupted (its VM keeps
+/// its state). Writes to `*out_cancelled` (if not NULL) whether it was cancelled (false when
+/// it had already finished).
+/// Statuses: OK, INVALID_HANDLE.
+///
+/// # Safety
+/// `out_cancelled` must be NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_job_cancel(job: u64, out_cancelled: *mut bool) -> i32 {
+    call(|| {
+        let c = registry::job(job)?.cancel();
+        if let Some(o) = opt_out(out_cancelled) {
+            *o = c;
+        }
+        Ok(())
+    })
+}
+
+/// Frees a job handle. A job that has not finished goes on (its outcome is discarded);
+/// cancel it first to stop it. `job == 0` is a no-op.
+/// Statuses: OK, INVALID_HANDLE.
+#[no_mangle]
+pub extern "C" fn bioxen_vm_job_free(job: u64) -> i32 {
+    call(|| {
+        if job == 0 {
+            return Ok(());
+        }
+        registry::take_job(job).map(drop)
+    })
+}

@@ -1,0 +1,16 @@
+//! The C ABI. Each function checks its arguments, looks up handles and calls the Rust API;
+//! no logic lives here. Every body runs inside [`boundary::call`].
+
+pub mod boundary;
+pub mod types;
+// Declaration order is the header's order.
+mod general;
+mod job;
+mod manager;
+mod vm;
+
+pub use general::*;
+pub use job::*;
+pub use manager::*;
+pub use types::{bioxen_vm_bytes, bioxen_vm_result};
+pub use vm::*;

@@ -1,0 +1,325 @@
+//! Asynchronous executions: jobs on a bounded pool of worker threads.
+//!
+//! Each VM has a lane: its jobs run one at a time in submission order, while lanes of
+//! different VMs run in parallel on up to `max_workers` threads. Threads are started on
+//! demand, so a pool that never gets a job costs nothing.
+
+use crate::error::{Error, Result};
+use crate::vm::{ExecOutput, ExecRequest, Vm};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+enum JobState {
+    Pending,
+    Running,
+    Done(Result<ExecOutput>),
+    Cancelled,
+}
+
+/// One asynchronous execution.
+pub struct Job {
+    id: u64,
+    vm: Arc<Vm>,
+    code: Vec<u8>,
+    args: Option<serde_json::Value>,
+    timeout: Option<Duration>,
+    state: Mutex<JobState>,
+    cond: Condvar,
+    cancel_requested: std::sync::atomic::AtomicBool,
+}
+
+/// What `Job::status` reports, with the original library's words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStatus {
+    /// Queued or executing (the original reported both as "running").
+    Running,
+    Done,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+static NEXT_JOB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Job {
+    pub fn new(
+        vm: Arc<Vm>,
+        code: Vec<u8>,
+        args: Option<serde_json::Value>,
+        timeout: Option<Duration>,
+    ) -> Arc<Job> {
+        Arc::new(Job {
+            id: NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            vm,
+            code,
+            args,
+            timeout,
+            state: Mutex::new(JobState::Pending),
+            cond: Condvar::new(),
+            cancel_requested: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    pub fn vm(&self) -> &Arc<Vm> {
+        &self.vm
+    }
+
+    pub fn status(&self) -> JobStatus {
+        match &*self.state.lock() {
+            JobState::Pending | JobState::Running => JobStatus::Running,
+            JobState::Done(_) => JobStatus::Done,
+            JobState::Cancelled => JobStatus::Cancelled,
+        }
+    }
+
+    /// Waits for the job's outcome; `None` waits without limit.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<ExecOutput> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut s = self.state.lock();
+        loop {
+            match &*s {
+                JobState::Done(r) => return r.clone(),
+                JobState::Cancelled => {
+                    return Err(Error::Cancelled("the job was cancelled".into()))
+                }
+                _ => {}
+            }
+            match deadline {
+                Some(d) => {
+                    if self.cond.wait_until(&mut s, d).timed_out()
+                        && matches!(&*s, JobState::Pending | JobState::Running)
+                    {
+                        return Err(Error::WaitTimeout(format!(
+                            "the job did not finish within {:?}",
+                            timeout.unwrap_or_default()
+                        )));
+                    }
+                }
+                None => self.cond.wait(&mut s),
+            }
+        }
+    }
+
+    /// Cancels the job: a queued job will not run; a running one is interrupted.
+    /// Returns `false` when the job had already finished.
+    pub fn cancel(&self) -> bool {
+        let mut s = self.state.lock();
+        match &*s {
+            JobState::Pending => {
+                *s = JobState::Cancelled;
+                self.cond.notify_all();
+                true
+            }
+            JobState::Running => {
+                self.cancel_requested
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                self.vm.interrupt_tagged(self.id);
+                true
+            }
+            JobState::Done(_) | JobState::Cancelled => false,
+        }
+    }
+
+    fn run(&self) {
+        {
+            let mut s = self.state.lock();
+            if !matches!(&*s, JobState::Pending) {
+                return;
+            }
+            *s = JobState::Running;
+        }
+        let req = ExecRequest {
+            code: &self.code,
+            args: self.args.as_ref(),
+        };
+        let r = self.vm.execute_tagged(&req, self.timeout, self.id);
+        let mut s = self.state.lock();
+        let cancelled = self
+            .cancel_requested
+            .load(std::sync::atomic::Ordering::SeqCst);
+        *s = match r {
+            Err(Error::Interrupted(_)) if cancelled => JobState::Cancelled,
+            r => JobState::Done(r),
+        };
+        self.cond.notify_all();
+    }
+}
+
+struct Lane {
+    jobs: VecDeque<Arc<Job>>,
+    active: bool,
+}
+
+struct PoolState {
+    lanes: HashMap<u64, Lane>,
+    ready: VecDeque<u64>,
+    workers: usize,
+    idle: usize,
+    shutdown: bool,
+}
+
+struct PoolInner {
+    max_workers: usize,
+    name: String,
+    state: Mutex<PoolState>,
+    work: Condvar,
+    exited: Condvar,
+}
+
+/// A bounded pool of worker threads.
+pub struct Pool(Arc<PoolInner>);
+
+impl Pool {
+    pub fn new(max_workers: usize, name: &str) -> Pool {
+        Pool(Arc::new(PoolInner {
+            max_workers: max_workers.max(1),
+            name: name.to_string(),
+            state: Mutex::new(PoolState {
+                lanes: HashMap::new(),
+                ready: VecDeque::new(),
+                workers: 0,
+                idle: 0,
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            exited: Condvar::new(),
+        }))
+    }
+
+    pub fn max_workers(&self) -> usize {
+        self.0.max_workers
+    }
+
+    /// Queues `job` behind the other jobs of its VM.
+    pub fn submit(&self, job: Arc<Job>) -> Result<()> {
+        let inner = &self.0;
+        let mut s = inner.state.lock();
+        if s.shutdown {
+            return Err(Error::Original {
+                status: crate::status::bioxen_vm_status::VmManagerError,
+                message: "cannot schedule new work after shutdown".into(),
+            });
+        }
+        let key = job.vm.serial();
+        let lane = s.lanes.entry(key).or_insert_with(|| Lane {
+            jobs: VecDeque::new(),
+            active: false,
+        });
+        lane.jobs.push_back(job);
+        if !lane.active && lane.jobs.len() == 1 {
+            s.ready.push_back(key);
+        }
+        if s.idle == 0 && s.workers < inner.max_workers {
+            let worker = inner.clone();
+            std::thread::Builder::new()
+                .name(format!("{}-worker", inner.name))
+                .spawn(move || worker_loop(worker))
+                .map_err(|e| Error::Internal(format!("could not start a worker thread: {e}")))?;
+            s.workers += 1;
+        } else {
+            inner.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Number of jobs queued or running.
+    pub fn pending(&self) -> usize {
+        let s = self.0.state.lock();
+        s.lanes
+            .values()
+            .map(|l| l.jobs.len() + usize::from(l.active))
+            .sum()
+    }
+
+    /// Cancels every queued job of `vm` (a running one is left to finish).
+    pub fn cancel_queued(&self, vm_serial: u64) {
+        let jobs: Vec<Arc<Job>> = {
+            let mut s = self.0.state.lock();
+            match s.lanes.get_mut(&vm_serial) {
+                Some(l) => l.jobs.drain(..).collect(),
+                None => Vec::new(),
+            }
+        };
+        for j in jobs {
+            j.cancel();
+        }
+    }
+
+    /// Stops taking work, cancels queued jobs and waits up to `grace` for the workers to
+    /// finish what they are running (the caller interrupts running code first).
+    pub fn shutdown(&self, grace: Duration) {
+        let inner = &self.0;
+        let queued: Vec<Arc<Job>> = {
+            let mut s = inner.state.lock();
+            s.shutdown = true;
+            s.ready.clear();
+            s.lanes
+                .values_mut()
+                .flat_map(|l| l.jobs.drain(..))
+                .collect()
+        };
+        for j in queued {
+            j.cancel();
+        }
+        let deadline = Instant::now() + grace;
+        let mut s = inner.state.lock();
+        inner.work.notify_all();
+        while s.workers > 0 {
+            if inner.exited.wait_until(&mut s, deadline).timed_out() {
+                log::warn!(target: "bioxen_vm::jobs", "{} worker(s) still busy after shutdown; left to finish on their own", s.workers);
+                break;
+            }
+        }
+    }
+}
+
+fn worker_loop(inner: Arc<PoolInner>) {
+    let mut s = inner.state.lock();
+    loop {
+        if let Some(key) = s.ready.pop_front() {
+            let job = match s.lanes.get_mut(&key) {
+                Some(lane) => match lane.jobs.pop_front() {
+                    Some(j) => {
+                        lane.active = true;
+                        j
+                    }
+                    None => {
+                        s.lanes.remove(&key);
+                        continue;
+                    }
+                },
+                None => continue,
+            };
+            drop(s);
+            job.run();
+            drop(job);
+            s = inner.state.lock();
+            if let Some(lane) = s.lanes.get_mut(&key) {
+                lane.active = false;
+                if lane.jobs.is_empty() {
+                    s.lanes.remove(&key);
+                } else {
+                    s.ready.push_back(key);
+                }
+            }
+        } else if s.shutdown {
+            break;
+        } else {
+            s.idle += 1;
+            inner.work.wait(&mut s);
+            s.idle -= 1;
+        }
+    }
+    s.workers -= 1;
+    inner.exited.notify_all();
+}

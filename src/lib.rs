@@ -1,0 +1,22 @@
+//! bioxen_vm: many isolated Lua VMs behind one flat, safe C API.
+//!
+//! - [`ffi`]: the C ABI (`bioxen_vm_*`), the only public surface of the shared library.
+//! - [`manager`], [`vm`], [`jobs`]: the Rust API the C ABI calls.
+//! - [`vm::embedded`]: the `basic` VM kind (mlua, vendored Lua 5.4) with its sandbox,
+//!   output capture and stop machinery; [`watchdog`] fires deadlines for every VM.
+//! - [`registry`]: the handle table; [`error`] and [`status`]: the error model; [`log`]:
+//!   logging.
+#![allow(non_camel_case_types)]
+
+pub mod error;
+pub mod ffi;
+pub mod jobs;
+pub mod log;
+pub mod manager;
+pub mod registry;
+pub mod status;
+pub mod vm;
+pub mod watchdog;
+
+pub use error::{Error, Result};
+pub use status::bioxen_vm_status;

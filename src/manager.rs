@@ -1,0 +1,227 @@
+//! `Manager`: a namespace of VMs by string id with a worker pool, as the original's
+//! `VMManager`. The ffi layer calls this; it holds no C types.
+
+use crate::error::{Error, Result};
+use crate::jobs::{Job, Pool};
+use crate::vm::options::{get_bool, get_str, parse_object, reject_unknown};
+use crate::vm::{ExecOutput, ExecRequest, Vm, VmOptions};
+use parking_lot::RwLock;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Manager options besides the VM defaults.
+const MANAGER_KEYS: &[&str] = &["max_workers", "debug_mode", "lua_executable"];
+/// VM options a manager accepts as defaults for the VMs it creates.
+const DEFAULT_VM_KEYS: &[&str] = &[
+    "sandbox",
+    "memory_limit",
+    "timeout",
+    "max_output",
+    "chunk_cache",
+];
+/// Default size of a manager's worker pool, as the original's.
+pub const DEFAULT_MAX_WORKERS: usize = 10;
+/// How long freeing a manager waits for interrupted work to end.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct Manager {
+    defaults: VmOptions,
+    vms: RwLock<HashMap<String, Arc<Vm>>>,
+    pool: Pool,
+    submitted: AtomicU64,
+}
+
+impl Manager {
+    pub fn new(options_json: &str) -> Result<Manager> {
+        let map = parse_object(options_json, "manager options")?;
+        let known: Vec<&str> = MANAGER_KEYS
+            .iter()
+            .chain(DEFAULT_VM_KEYS)
+            .copied()
+            .collect();
+        reject_unknown(&map, &known, "manager")?;
+        let max_workers = match map.get("max_workers") {
+            None | Some(Value::Null) => DEFAULT_MAX_WORKERS,
+            Some(v) => match v.as_u64() {
+                Some(n) if (1..=1024).contains(&n) => n as usize,
+                _ => {
+                    return Err(Error::invalid(
+                        "option 'max_workers' must be an integer from 1 to 1024",
+                    ))
+                }
+            },
+        };
+        let mut vm_defaults = Map::new();
+        for k in DEFAULT_VM_KEYS {
+            if let Some(v) = map.get(*k) {
+                vm_defaults.insert((*k).to_string(), v.clone());
+            }
+        }
+        if let Some(b) = get_bool(&map, "debug_mode")? {
+            vm_defaults.insert("debug_mode".into(), b.into());
+        }
+        if let Some(s) = get_str(&map, "lua_executable")? {
+            vm_defaults.insert("lua_executable".into(), s.into());
+        }
+        let defaults = VmOptions::from_json(&vm_defaults, &VmOptions::default())?;
+        Ok(Manager {
+            defaults,
+            vms: RwLock::new(HashMap::new()),
+            pool: Pool::new(max_workers, "bioxen-vm"),
+            submitted: AtomicU64::new(0),
+        })
+    }
+
+    fn check_id(vm_id: &str) -> Result<()> {
+        if vm_id.is_empty() {
+            return Err(Error::invalid("VM id must not be empty"));
+        }
+        Ok(())
+    }
+
+    pub fn create_vm(&self, vm_id: &str, options_json: &str) -> Result<Arc<Vm>> {
+        Self::check_id(vm_id)?;
+        let map = parse_object(options_json, "VM options")?;
+        let options = VmOptions::from_json(&map, &self.defaults)?;
+        if self.vms.read().contains_key(vm_id) {
+            return Err(already_exists(vm_id));
+        }
+        // Built outside the lock (creating a state takes microseconds; other VMs go on).
+        let vm = Vm::new(vm_id, options)?;
+        let mut vms = self.vms.write();
+        if vms.contains_key(vm_id) {
+            return Err(already_exists(vm_id));
+        }
+        vms.insert(vm_id.to_string(), vm.clone());
+        Ok(vm)
+    }
+
+    pub fn get(&self, vm_id: &str) -> Result<Arc<Vm>> {
+        self.vms
+            .read()
+            .get(vm_id)
+            .cloned()
+            .ok_or_else(|| Error::VmNotFound(format!("VM '{vm_id}' not found")))
+    }
+
+    /// Removes a VM: its queued jobs are cancelled; an execution running on it finishes
+    /// (the caller holds the VM until then) but the id is free at once.
+    pub fn remove_vm(&self, vm_id: &str) -> Result<()> {
+        let vm = self
+            .vms
+            .write()
+            .remove(vm_id)
+            .ok_or_else(|| Error::VmNotFound(format!("VM '{vm_id}' not found")))?;
+        self.pool.cancel_queued(vm.serial());
+        Ok(())
+    }
+
+    pub fn execute(
+        &self,
+        vm_id: &str,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<ExecOutput> {
+        self.get(vm_id)?.execute(req, timeout)
+    }
+
+    pub fn execute_async(
+        &self,
+        vm_id: &str,
+        code: &[u8],
+        args: Option<Value>,
+        timeout: Option<Duration>,
+    ) -> Result<Arc<Job>> {
+        let vm = self.get(vm_id)?;
+        let job = submit(&self.pool, vm, code, args, timeout)?;
+        self.submitted.fetch_add(1, Relaxed);
+        Ok(job)
+    }
+
+    pub fn interrupt(&self, vm_id: &str) -> Result<bool> {
+        Ok(self.get(vm_id)?.interrupt())
+    }
+
+    /// The original's `get_vm_info` keys, plus the VM's own facts.
+    pub fn vm_info(&self, vm_id: &str) -> Result<Value> {
+        let vm = self.get(vm_id)?;
+        let mut m = vm.info();
+        m.insert("vm_id".into(), vm_id.into());
+        m.insert("session_exists".into(), false.into());
+        m.insert("session_attached".into(), false.into());
+        m.insert("process_running".into(), false.into());
+        m.insert("interactive_capable".into(), true.into());
+        Ok(Value::Object(m))
+    }
+
+    /// VM ids in creation order.
+    pub fn list_vms(&self) -> Vec<String> {
+        let vms = self.vms.read();
+        let mut v: Vec<(&String, u64)> = vms.iter().map(|(k, vm)| (k, vm.serial())).collect();
+        v.sort_by_key(|(_, s)| *s);
+        v.into_iter().map(|(k, _)| k.clone()).collect()
+    }
+
+    /// The original's `get_stats` keys.
+    pub fn stats(&self) -> Value {
+        let vms = self.vms.read();
+        let networked = vms.values().filter(|v| v.options().networked).count();
+        let persistent = vms.values().filter(|v| v.options().persistent).count();
+        let running = self.pool.pending() as u64;
+        let submitted = self.submitted.load(Relaxed);
+        json!({
+            "total_vms": vms.len(),
+            "networked_vms": networked,
+            "basic_vms": vms.len() - networked,
+            "persistent_vms": persistent,
+            "interactive_sessions": 0,
+            "attached_sessions": 0,
+            "running_operations": running,
+            "completed_operations": submitted.saturating_sub(running),
+            "max_workers": self.pool.max_workers(),
+            "lua_executable": self.defaults.lua_executable,
+        })
+    }
+
+    /// Interrupts everything, cancels queued jobs, waits a bounded time for workers and
+    /// drops every VM.
+    pub fn shutdown(&self) {
+        let vms: Vec<Arc<Vm>> = self.vms.write().drain().map(|(_, v)| v).collect();
+        for vm in &vms {
+            vm.interrupt();
+        }
+        self.pool.shutdown(SHUTDOWN_GRACE);
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn already_exists(vm_id: &str) -> Error {
+    Error::VmAlreadyExists(format!("VM with ID '{vm_id}' already exists"))
+}
+
+/// Queues an execution of `code` on `vm` in `pool`.
+pub fn submit(
+    pool: &Pool,
+    vm: Arc<Vm>,
+    code: &[u8],
+    args: Option<Value>,
+    timeout: Option<Duration>,
+) -> Result<Arc<Job>> {
+    if crate::vm::is_blank(code) {
+        return Err(Error::invalid("Lua code cannot be empty"));
+    }
+    if args.as_ref().is_some_and(|a| !a.is_array()) {
+        return Err(Error::invalid("arguments must be a JSON array"));
+    }
+    let job = Job::new(vm, code.to_vec(), args, timeout);
+    pool.submit(job.clone())?;
+    Ok(job)
+}

@@ -1,0 +1,172 @@
+//! The status codes every fallible C function returns.
+//!
+//! Numbers are explicit and append-only: a value, once published, keeps its meaning
+//! forever. Codes 20 and up map one-to-one onto the exception classes of the original
+//! Python library, so a binding can raise the same class the original raised.
+
+/// Status returned by every fallible `bioxen_vm_*` function. `BIOXEN_VM_STATUS_OK` is 0;
+/// every other value is a failure whose message `bioxen_vm_last_error_message()` returns.
+/// Functions return it as `int32_t`; the enum only names the values.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum bioxen_vm_status {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 1,
+    /// A string argument (id, options, JSON) was not valid UTF-8.
+    InvalidUtf8 = 2,
+    /// A handle is 0, unknown, already freed, or of another kind.
+    InvalidHandle = 3,
+    /// An argument has a wrong value: bad JSON, unknown option, empty code, ...
+    InvalidArgument = 4,
+    /// The request is valid but not served by this build (for example a VM kind not built yet).
+    Unsupported = 5,
+    /// Lua code ran past its timeout and was stopped. The VM keeps its state. (`VMTimeoutError`)
+    Timeout = 6,
+    /// Lua code was stopped by an interrupt. The VM keeps its state.
+    Interrupted = 7,
+    /// Lua code hit the VM's memory limit. The VM keeps its state and stays usable.
+    MemoryLimit = 8,
+    /// A bug inside the library was caught at the boundary; nothing unwound into the caller.
+    Panic = 9,
+    /// The VM was running when a panic was caught; only freeing or removing it works now.
+    VmPoisoned = 10,
+    /// The job was cancelled before it finished.
+    Cancelled = 11,
+    /// Waiting for a job ended before the job finished; the job goes on.
+    WaitTimeout = 12,
+    /// An internal failure of the host (a thread could not be started, ...).
+    Internal = 13,
+    /// No VM with that id in the manager (the original raised `ValueError`).
+    VmNotFound = 14,
+    /// A VM with that id already exists in the manager (the original raised `ValueError`).
+    VmAlreadyExists = 15,
+    /// `LuaVMError`: the root of the original hierarchy.
+    LuaVmError = 20,
+    /// `LuaProcessError`.
+    LuaProcessError = 21,
+    /// `NetworkingError`.
+    NetworkingError = 22,
+    /// `LuaNotFoundError`: the Lua interpreter could not be found.
+    LuaNotFound = 23,
+    /// `PTYError`.
+    PtyError = 24,
+    /// `LuaSocketNotFoundError`: LuaSocket could not be loaded.
+    LuaSocketNotFound = 25,
+    /// `VMConnectionError`.
+    VmConnectionError = 26,
+    /// `ScriptGenerationError`.
+    ScriptGenerationError = 27,
+    /// `XCPngConnectionError`.
+    XcpngConnectionError = 28,
+    /// `InteractiveSessionError`.
+    InteractiveSessionError = 29,
+    /// `AttachError`: the session is already attached.
+    AttachError = 30,
+    /// `DetachError`: the session is not attached.
+    DetachError = 31,
+    /// `SessionNotFoundError`.
+    SessionNotFound = 32,
+    /// `SessionAlreadyExistsError`.
+    SessionAlreadyExists = 33,
+    /// `SessionStateError`.
+    SessionStateError = 34,
+    /// `IOThreadError`.
+    IoThreadError = 35,
+    /// `VMManagerError`.
+    VmManagerError = 36,
+    /// `ProcessRegistryError`.
+    ProcessRegistryError = 37,
+}
+
+/// Every status, in numeric order (used by tests and by `status_name`).
+pub const ALL_STATUSES: &[bioxen_vm_status] = &[
+    bioxen_vm_status::Ok,
+    bioxen_vm_status::NullPointer,
+    bioxen_vm_status::InvalidUtf8,
+    bioxen_vm_status::InvalidHandle,
+    bioxen_vm_status::InvalidArgument,
+    bioxen_vm_status::Unsupported,
+    bioxen_vm_status::Timeout,
+    bioxen_vm_status::Interrupted,
+    bioxen_vm_status::MemoryLimit,
+    bioxen_vm_status::Panic,
+    bioxen_vm_status::VmPoisoned,
+    bioxen_vm_status::Cancelled,
+    bioxen_vm_status::WaitTimeout,
+    bioxen_vm_status::Internal,
+    bioxen_vm_status::VmNotFound,
+    bioxen_vm_status::VmAlreadyExists,
+    bioxen_vm_status::LuaVmError,
+    bioxen_vm_status::LuaProcessError,
+    bioxen_vm_status::NetworkingError,
+    bioxen_vm_status::LuaNotFound,
+    bioxen_vm_status::PtyError,
+    bioxen_vm_status::LuaSocketNotFound,
+    bioxen_vm_status::VmConnectionError,
+    bioxen_vm_status::ScriptGenerationError,
+    bioxen_vm_status::XcpngConnectionError,
+    bioxen_vm_status::InteractiveSessionError,
+    bioxen_vm_status::AttachError,
+    bioxen_vm_status::DetachError,
+    bioxen_vm_status::SessionNotFound,
+    bioxen_vm_status::SessionAlreadyExists,
+    bioxen_vm_status::SessionStateError,
+    bioxen_vm_status::IoThreadError,
+    bioxen_vm_status::VmManagerError,
+    bioxen_vm_status::ProcessRegistryError,
+];
+
+impl bioxen_vm_status {
+    /// The status as the `int32_t` the C functions return.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The status for a code, if the code names one.
+    pub fn from_code(code: i32) -> Option<Self> {
+        ALL_STATUSES.iter().copied().find(|s| s.code() == code)
+    }
+
+    /// The constant's name without the prefix, e.g. `"INVALID_HANDLE"`.
+    pub fn name(self) -> &'static str {
+        use bioxen_vm_status::*;
+        match self {
+            Ok => "OK",
+            NullPointer => "NULL_POINTER",
+            InvalidUtf8 => "INVALID_UTF8",
+            InvalidHandle => "INVALID_HANDLE",
+            InvalidArgument => "INVALID_ARGUMENT",
+            Unsupported => "UNSUPPORTED",
+            Timeout => "TIMEOUT",
+            Interrupted => "INTERRUPTED",
+            MemoryLimit => "MEMORY_LIMIT",
+            Panic => "PANIC",
+            VmPoisoned => "VM_POISONED",
+            Cancelled => "CANCELLED",
+            WaitTimeout => "WAIT_TIMEOUT",
+            Internal => "INTERNAL",
+            VmNotFound => "VM_NOT_FOUND",
+            VmAlreadyExists => "VM_ALREADY_EXISTS",
+            LuaVmError => "LUA_VM_ERROR",
+            LuaProcessError => "LUA_PROCESS_ERROR",
+            NetworkingError => "NETWORKING_ERROR",
+            LuaNotFound => "LUA_NOT_FOUND",
+            PtyError => "PTY_ERROR",
+            LuaSocketNotFound => "LUA_SOCKET_NOT_FOUND",
+            VmConnectionError => "VM_CONNECTION_ERROR",
+            ScriptGenerationError => "SCRIPT_GENERATION_ERROR",
+            XcpngConnectionError => "XCPNG_CONNECTION_ERROR",
+            InteractiveSessionError => "INTERACTIVE_SESSION_ERROR",
+            AttachError => "ATTACH_ERROR",
+            DetachError => "DETACH_ERROR",
+            SessionNotFound => "SESSION_NOT_FOUND",
+            SessionAlreadyExists => "SESSION_ALREADY_EXISTS",
+            SessionStateError => "SESSION_STATE_ERROR",
+            IoThreadError => "IO_THREAD_ERROR",
+            VmManagerError => "VM_MANAGER_ERROR",
+            ProcessRegistryError => "PROCESS_REGISTRY_ERROR",
+        }
+    }
+}

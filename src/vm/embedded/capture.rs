@@ -1,0 +1,147 @@
+//! Output capture: `print`, `io.write`, `io.stdout:write`, `io.stderr:write` and `warn`
+//! append to per-VM buffers instead of the process's streams.
+//!
+//! The functions are plain C functions whose first upvalue is a light userdata pointing at
+//! the VM's [`Capture`]. Lua only runs while the VM's lock is held, and the host reads the
+//! buffers under the same lock, so the pointer is never used concurrently.
+
+use mlua::ffi;
+use std::os::raw::c_int;
+
+/// Output of the current execution, bounded per stream.
+pub struct Capture {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Most bytes kept per stream; what is past it is counted in `dropped`.
+    pub max: usize,
+    pub dropped: u64,
+    /// Whether `warn` messages are shown (Lua's `@on` / `@off`).
+    warnings_on: bool,
+}
+
+/// Which buffer a function writes to (the second upvalue).
+pub const STDOUT: ffi::lua_Integer = 1;
+pub const STDERR: ffi::lua_Integer = 2;
+
+impl Capture {
+    pub fn new(max: usize) -> Self {
+        Capture {
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            max,
+            dropped: 0,
+            warnings_on: false,
+        }
+    }
+
+    pub fn push(&mut self, stream: ffi::lua_Integer, bytes: &[u8]) {
+        let buf = if stream == STDERR {
+            &mut self.stderr
+        } else {
+            &mut self.stdout
+        };
+        let room = self.max.saturating_sub(buf.len());
+        let take = room.min(bytes.len());
+        buf.extend_from_slice(&bytes[..take]);
+        self.dropped += (bytes.len() - take) as u64;
+    }
+
+    /// Takes both buffers and the dropped count, leaving the capture empty.
+    pub fn take(&mut self) -> (Vec<u8>, Vec<u8>, u64) {
+        let d = std::mem::take(&mut self.dropped);
+        (
+            std::mem::take(&mut self.stdout),
+            std::mem::take(&mut self.stderr),
+            d,
+        )
+    }
+}
+
+unsafe fn capture_of(l: *mut ffi::lua_State) -> &'static mut Capture {
+    // SAFETY: the upvalue was set to the VM's boxed Capture, which outlives the state,
+    // and Lua runs only under the VM lock (see the module docs).
+    &mut *(ffi::lua_touserdata(l, ffi::lua_upvalueindex(1)) as *mut Capture)
+}
+
+unsafe fn stream_of(l: *mut ffi::lua_State) -> ffi::lua_Integer {
+    ffi::lua_tointeger(l, ffi::lua_upvalueindex(2))
+}
+
+unsafe fn bytes_at<'a>(l: *mut ffi::lua_State, idx: c_int, tostring: bool) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = if tostring {
+        ffi::luaL_tolstring(l, idx, &mut len)
+    } else {
+        ffi::luaL_checklstring(l, idx, &mut len)
+    };
+    std::slice::from_raw_parts(p as *const u8, len)
+}
+
+/// `print(...)`: `tostring` of each argument, tab-separated, then a newline.
+pub unsafe extern "C-unwind" fn capture_print(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    let stream = stream_of(l);
+    for i in 1..=n {
+        let s = bytes_at(l, i, true);
+        let cap = capture_of(l);
+        if i > 1 {
+            cap.push(stream, b"\t");
+        }
+        cap.push(stream, s);
+        ffi::lua_pop(l, 1);
+    }
+    capture_of(l).push(stream, b"\n");
+    0
+}
+
+/// `io.write(...)`: strings and numbers, as Lua's; returns upvalue 3 (the `io.stdout` object).
+pub unsafe extern "C-unwind" fn capture_write(l: *mut ffi::lua_State) -> c_int {
+    write_args(l, 1);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(3));
+    1
+}
+
+/// `file:write(...)` for the captured `io.stdout` / `io.stderr` objects; returns the file.
+pub unsafe extern "C-unwind" fn capture_file_write(l: *mut ffi::lua_State) -> c_int {
+    ffi::luaL_checktype(l, 1, ffi::LUA_TTABLE);
+    write_args(l, 2);
+    ffi::lua_pushvalue(l, 1);
+    1
+}
+
+unsafe fn write_args(l: *mut ffi::lua_State, first: c_int) {
+    let n = ffi::lua_gettop(l);
+    let stream = stream_of(l);
+    for i in first..=n {
+        let s = bytes_at(l, i, false);
+        capture_of(l).push(stream, s);
+    }
+}
+
+/// `warn(msg, ...)`: Lua 5.4's semantics (`@on`, `@off`), printed to the captured stderr.
+pub unsafe extern "C-unwind" fn capture_warn(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::luaL_checklstring(l, 1, std::ptr::null_mut());
+    for i in 2..=n {
+        ffi::luaL_checklstring(l, i, std::ptr::null_mut());
+    }
+    let first = bytes_at(l, 1, false);
+    if n == 1 && first.first() == Some(&b'@') {
+        match first {
+            b"@on" => capture_of(l).warnings_on = true,
+            b"@off" => capture_of(l).warnings_on = false,
+            _ => {}
+        }
+        return 0;
+    }
+    if !capture_of(l).warnings_on {
+        return 0;
+    }
+    capture_of(l).push(STDERR, b"Lua warning: ");
+    for i in 1..=n {
+        let s = bytes_at(l, i, false);
+        capture_of(l).push(STDERR, s);
+    }
+    capture_of(l).push(STDERR, b"\n");
+    0
+}

@@ -1,0 +1,230 @@
+//! Stopping running Lua code from another thread, at no cost while nothing is to be stopped.
+//!
+//! No hook is set while code runs normally. To stop it, [`LuaStopper::stop`] (called by the
+//! watchdog when a deadline passes, or by `interrupt` from any thread) sets a reason flag
+//! and arms a count hook with `lua_sethook` on every Lua thread that is executing right
+//! now: the main state and every coroutine resumed through the sandbox's `coroutine`
+//! functions (which record themselves here while they run). `lua_sethook` is the call the
+//! standalone `lua` makes from its SIGINT handler; Lua documents it as safe to call
+//! asynchronously.
+//!
+//! The hook raises an error on every instruction until the host call returns, so `pcall`
+//! cannot swallow it. A hook left on a coroutine after the call ended removes itself the
+//! next time it fires (the reason flag is clear by then).
+//!
+//! Each Lua thread finds its stopper through the thread's `lua_getextraspace` slot, which
+//! Lua copies from the main thread into every thread it creates.
+
+use crate::vm::{StopReason, Stopper};
+use mlua::ffi;
+use parking_lot::Mutex;
+use std::os::raw::c_int;
+use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+
+/// A `lua_State` pointer that is only dereferenced while its VM is executing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StatePtr(*mut ffi::lua_State);
+// SAFETY: the pointer is only used (with `lua_sethook`) while the state is in the running
+// list, i.e. while the owning thread executes it and keeps it alive.
+unsafe impl Send for StatePtr {}
+
+struct Running {
+    /// Threads executing now: the main state, then each coroutine being resumed.
+    states: Vec<StatePtr>,
+    /// Number of the current (or last) execution; deadlines name the one they belong to.
+    epoch: u64,
+    active: bool,
+}
+
+/// The stop handle of one embedded VM.
+pub struct LuaStopper {
+    /// 0 while nothing is to be stopped, else a `StopReason` as u8. Read by the hook.
+    reason: AtomicU8,
+    running: Mutex<Running>,
+}
+
+const TIMEOUT_MESSAGE: &[u8] = b"bioxen_vm: execution timed out\0";
+const INTERRUPT_MESSAGE: &[u8] = b"bioxen_vm: execution interrupted\0";
+
+impl LuaStopper {
+    pub fn new() -> Self {
+        LuaStopper {
+            reason: AtomicU8::new(0),
+            running: Mutex::new(Running {
+                states: Vec::with_capacity(4),
+                epoch: 0,
+                active: false,
+            }),
+        }
+    }
+
+    /// Makes `main` find this stopper. Call once, before any coroutine exists.
+    ///
+    /// # Safety
+    /// `main` must be a valid main thread that `self` outlives.
+    pub unsafe fn attach(&self, main: *mut ffi::lua_State) {
+        *(ffi::lua_getextraspace(main) as *mut *const LuaStopper) = self as *const LuaStopper;
+    }
+
+    /// An execution starts on `main`; returns its epoch.
+    pub fn begin(&self, main: *mut ffi::lua_State) -> u64 {
+        let mut r = self.running.lock();
+        r.epoch += 1;
+        r.states.clear();
+        r.states.push(StatePtr(main));
+        r.active = true;
+        self.reason.store(0, SeqCst);
+        r.epoch
+    }
+
+    /// The execution on `main` has returned to the host. Returns why it was stopped, if it
+    /// was, and disarms the main state's hook.
+    ///
+    /// # Safety
+    /// Must be called on the thread that executed `main`, with `main` alive.
+    pub unsafe fn end(&self, main: *mut ffi::lua_State) -> Option<StopReason> {
+        let reason = {
+            let mut r = self.running.lock();
+            r.active = false;
+            r.states.clear();
+            self.reason.swap(0, SeqCst)
+        };
+        ffi::lua_sethook(main, None, 0, 0);
+        match reason {
+            1 => Some(StopReason::Timeout),
+            2 => Some(StopReason::Interrupt),
+            _ => None,
+        }
+    }
+
+    /// Arms the hook on `main` for good: used before the state is closed, so that
+    /// finalizers run by `lua_close` cannot loop forever.
+    ///
+    /// # Safety
+    /// `main` must be alive and not executing on another thread.
+    pub unsafe fn arm_for_close(&self, main: *mut ffi::lua_State) {
+        self.reason.store(StopReason::Interrupt as u8, SeqCst);
+        ffi::lua_sethook(main, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+    }
+
+    fn enter(&self, co: *mut ffi::lua_State) {
+        let mut r = self.running.lock();
+        if r.active {
+            r.states.push(StatePtr(co));
+            if self.reason.load(SeqCst) != 0 {
+                // SAFETY: `co` is being resumed by the calling thread, so it is alive.
+                unsafe { ffi::lua_sethook(co, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+            }
+        }
+    }
+
+    fn leave(&self, co: *mut ffi::lua_State) {
+        let mut r = self.running.lock();
+        if let Some(i) = r.states.iter().rposition(|s| s.0 == co) {
+            r.states.remove(i);
+        }
+    }
+}
+
+impl Stopper for LuaStopper {
+    fn stop(&self, reason: StopReason, epoch: Option<u64>) -> bool {
+        let r = self.running.lock();
+        if !r.active || epoch.is_some_and(|e| e != r.epoch) {
+            return false;
+        }
+        // The first reason wins: a deadline that fires after an interrupt stays an interrupt.
+        let _ = self
+            .reason
+            .compare_exchange(0, reason as u8, SeqCst, SeqCst);
+        for s in &r.states {
+            // SAFETY: every state in the list is executing on the VM's thread, which keeps
+            // it alive until it removes it from the list under this same lock.
+            unsafe { ffi::lua_sethook(s.0, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+        }
+        true
+    }
+}
+
+unsafe fn stopper_of(l: *mut ffi::lua_State) -> *const LuaStopper {
+    *(ffi::lua_getextraspace(l) as *const *const LuaStopper)
+}
+
+/// The count hook: raises the stop error while a reason is set, else removes itself.
+unsafe extern "C-unwind" fn stop_hook(l: *mut ffi::lua_State, _ar: *mut ffi::lua_Debug) {
+    let s = stopper_of(l);
+    if s.is_null() {
+        ffi::lua_sethook(l, None, 0, 0);
+        return;
+    }
+    let mut reason = (*s).reason.load(SeqCst);
+    if reason == 0 {
+        ffi::lua_sethook(l, None, 0, 0);
+        // A stop may have armed this thread between the load and the disarm: look again.
+        reason = (*s).reason.load(SeqCst);
+        if reason == 0 {
+            return;
+        }
+        ffi::lua_sethook(l, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+    }
+    let msg = if reason == StopReason::Timeout as u8 {
+        TIMEOUT_MESSAGE
+    } else {
+        INTERRUPT_MESSAGE
+    };
+    ffi::lua_pushstring(l, msg.as_ptr().cast());
+    ffi::lua_error(l);
+}
+
+/// `coroutine.resume` / `coroutine.close` replacement: upvalue 1 is the original function.
+/// Records the coroutine as running (so a stop reaches it) for the duration of the call.
+pub unsafe extern "C-unwind" fn tracked_thread_call(l: *mut ffi::lua_State) -> c_int {
+    ffi::luaL_checktype(l, 1, ffi::LUA_TTHREAD);
+    let co = ffi::lua_tothread(l, 1);
+    let s = stopper_of(l);
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    if !s.is_null() {
+        (*s).enter(co);
+    }
+    let status = ffi::lua_pcall(l, n, ffi::LUA_MULTRET, 0);
+    if !s.is_null() {
+        (*s).leave(co);
+    }
+    if status != ffi::LUA_OK {
+        ffi::lua_error(l);
+    }
+    ffi::lua_gettop(l)
+}
+
+/// `coroutine.wrap` replacement: upvalue 1 is `coroutine.create`, upvalue 2 the tracked
+/// `coroutine.resume`. Behaves as Lua 5.4's `wrap`, including the position prefix added
+/// to string errors.
+pub unsafe extern "C-unwind" fn tracked_wrap(l: *mut ffi::lua_State) -> c_int {
+    ffi::luaL_checktype(l, 1, ffi::LUA_TFUNCTION);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_pushvalue(l, 1);
+    ffi::lua_call(l, 1, 1);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2));
+    ffi::lua_pushcclosure(l, wrapped_call, 2);
+    1
+}
+
+unsafe extern "C-unwind" fn wrapped_call(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(2)); // resume
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1)); // the coroutine
+    ffi::lua_rotate(l, 1, 2);
+    ffi::lua_call(l, n + 1, ffi::LUA_MULTRET);
+    if ffi::lua_toboolean(l, 1) != 0 {
+        ffi::lua_remove(l, 1);
+        return ffi::lua_gettop(l);
+    }
+    ffi::lua_settop(l, 2);
+    if ffi::lua_type(l, 2) == ffi::LUA_TSTRING {
+        ffi::luaL_where(l, 1);
+        ffi::lua_insert(l, -2);
+        ffi::lua_concat(l, 2);
+    }
+    ffi::lua_error(l)
+}

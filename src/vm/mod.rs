@@ -1,0 +1,57 @@
+//! The VM layer: the `Backend` trait every VM kind implements, and `Vm`, the
+//! kind-independent wrapper that serialises calls, applies defaults and keeps statistics.
+//!
+//! Nothing here assumes that Lua runs in-process: a backend receives code as bytes and
+//! returns an [`ExecOutput`]; stopping running code goes through a [`Stopper`] that any
+//! thread may call while the backend is busy.
+
+pub mod embedded;
+pub(crate) mod options;
+mod output;
+#[allow(clippy::module_inception)]
+mod vm;
+
+pub use options::{Sandbox, VmKind, VmOptions};
+pub use output::{ExecOutput, ExecRequest};
+pub use vm::{is_blank, Vm};
+
+use crate::error::Result;
+use std::time::Duration;
+
+/// Why running code is being stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StopReason {
+    /// The call's deadline passed.
+    Timeout = 1,
+    /// Someone called interrupt (or cancelled the running job).
+    Interrupt = 2,
+}
+
+/// A thread-safe handle that stops whatever a backend is running right now.
+/// Calling it while nothing runs does nothing and returns `false`.
+pub trait Stopper: Send + Sync {
+    /// Stop the code running now, if any, for `reason`. `epoch` is `None` for "whatever runs
+    /// now", or the number a deadline was scheduled for (see [`Backend::execute`]): a stop
+    /// for a finished execution must not hit the next one.
+    fn stop(&self, reason: StopReason, epoch: Option<u64>) -> bool;
+}
+
+/// One VM kind. A backend is used by one thread at a time (the `Vm` holds it under a
+/// lock); its [`Stopper`] is the only part other threads touch.
+pub trait Backend: Send {
+    /// Run `req.code`. A Lua error is `Ok` with `success == false`; a timeout, an interrupt
+    /// and an exceeded memory limit are `Err` with their own statuses. `timeout` is the
+    /// effective limit (the call's, else the VM's default). The backend keeps its state
+    /// across calls and stays usable after every outcome.
+    fn execute(&mut self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput>;
+
+    /// The handle other threads use to stop running code.
+    fn stopper(&self) -> std::sync::Arc<dyn Stopper>;
+
+    /// Bytes of memory the VM's Lua state uses now, when the backend can tell.
+    fn memory_used(&self) -> Option<usize>;
+
+    /// Kind-specific facts for `info` (merged into the VM's info object).
+    fn info(&self) -> serde_json::Map<String, serde_json::Value>;
+}

@@ -1,0 +1,233 @@
+//! `Vm`: one VM of any kind, shared between threads.
+//!
+//! Calls on one VM serialise on its backend lock; calls on different VMs never share a
+//! lock while Lua runs. `interrupt` never takes the backend lock, so it reaches code that
+//! is running now. A panic while the backend was in use marks the VM poisoned: its state
+//! may be half-updated, so only freeing it works afterwards.
+
+use crate::error::{Error, Result};
+use crate::vm::embedded::EmbeddedVm;
+use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmKind, VmOptions};
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub struct Vm {
+    serial: u64,
+    name: String,
+    options: VmOptions,
+    backend: Mutex<Box<dyn Backend>>,
+    stopper: Arc<dyn Stopper>,
+    poisoned: AtomicBool,
+    busy: AtomicBool,
+    created_at: f64,
+    executions: AtomicU64,
+    failures: AtomicU64,
+    /// Tag of the execution running now (0 for a synchronous call), so that cancelling a
+    /// job interrupts that job and never the execution after it.
+    running_tag: Mutex<u64>,
+}
+
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Marks the VM poisoned if dropped during a panic.
+struct PoisonGuard<'a>(&'a AtomicBool);
+
+impl Drop for PoisonGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Relaxed);
+        }
+    }
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// `true` when `code` is empty or only whitespace (as Python's `str.strip` sees ASCII).
+pub fn is_blank(code: &[u8]) -> bool {
+    code.iter().all(|b| b.is_ascii_whitespace() || *b == 0x0b)
+}
+
+impl Vm {
+    /// Builds a VM of `options.kind`. `name` is what logs and `info` call it (empty: `vm<serial>`).
+    pub fn new(name: &str, options: VmOptions) -> Result<Arc<Vm>> {
+        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let name = if name.is_empty() {
+            format!("vm{serial}")
+        } else {
+            name.to_string()
+        };
+        let backend: Box<dyn Backend> = match options.kind {
+            VmKind::Basic if options.networked => {
+                return Err(Error::Unsupported(
+                    "networked VMs need LuaSocket in a child interpreter (the 'process' VM kind), which this build does not provide yet".into(),
+                ))
+            }
+            VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "VM type '{}' is not built in this version (available: basic)",
+                    other.name()
+                )))
+            }
+        };
+        let stopper = backend.stopper();
+        log::debug!(target: "bioxen_vm::vm", "created VM '{name}' ({})", options.kind.name());
+        Ok(Arc::new(Vm {
+            serial,
+            name,
+            options,
+            backend: Mutex::new(backend),
+            stopper,
+            poisoned: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            created_at: now_epoch(),
+            executions: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            running_tag: Mutex::new(0),
+        }))
+    }
+
+    /// A number unique to this VM for the life of the process.
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn options(&self) -> &VmOptions {
+        &self.options
+    }
+
+    pub fn created_at(&self) -> f64 {
+        self.created_at
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.busy.load(Relaxed)
+    }
+
+    /// Runs code. `timeout`: the call's limit, else the VM's default.
+    pub fn execute(&self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput> {
+        self.execute_tagged(req, timeout, 0)
+    }
+
+    /// `execute`, recording `tag` as the running execution for [`Vm::interrupt_tagged`].
+    pub fn execute_tagged(
+        &self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        tag: u64,
+    ) -> Result<ExecOutput> {
+        if is_blank(req.code) {
+            return Err(Error::invalid("Lua code cannot be empty"));
+        }
+        if let Some(a) = req.args {
+            if !a.is_array() {
+                return Err(Error::invalid("arguments must be a JSON array"));
+            }
+        }
+        let mut backend = self.backend.lock();
+        if self.poisoned.load(Relaxed) {
+            return Err(self.poisoned_error());
+        }
+        let timeout = timeout.or(self.options.timeout);
+        let guard = PoisonGuard(&self.poisoned);
+        self.busy.store(true, Relaxed);
+        *self.running_tag.lock() = tag;
+        let r = backend.execute(req, timeout);
+        *self.running_tag.lock() = 0;
+        self.busy.store(false, Relaxed);
+        drop(guard);
+        drop(backend);
+        self.executions.fetch_add(1, Relaxed);
+        let ok = matches!(&r, Ok(o) if o.success);
+        if !ok {
+            self.failures.fetch_add(1, Relaxed);
+        }
+        self.log_outcome(req, &r);
+        r
+    }
+
+    fn log_outcome(&self, req: &ExecRequest<'_>, r: &Result<ExecOutput>) {
+        let level = if self.options.debug_mode {
+            log::Level::Info
+        } else {
+            log::Level::Debug
+        };
+        if log::log_enabled!(target: "bioxen_vm::vm", level) {
+            let outcome = match r {
+                Ok(o) if o.success => format!("ok in {:?}", o.duration),
+                Ok(o) => format!("Lua error in {:?}", o.duration),
+                Err(e) => format!("{} ({e})", e.status().name()),
+            };
+            log::log!(target: "bioxen_vm::vm", level, "VM '{}' executed {} bytes: {outcome}", self.name, req.code.len());
+        }
+        let trace = if self.options.debug_mode {
+            log::Level::Debug
+        } else {
+            log::Level::Trace
+        };
+        log::log!(target: "bioxen_vm::vm", trace, "VM '{}' code: {}", self.name, String::from_utf8_lossy(req.code));
+    }
+
+    fn poisoned_error(&self) -> Error {
+        Error::Poisoned(format!(
+            "VM '{}' was poisoned by an internal panic; free it and create a new one",
+            self.name
+        ))
+    }
+
+    /// Stops the code running on this VM now (from any thread). Returns whether something
+    /// was running.
+    pub fn interrupt(&self) -> bool {
+        self.stopper.stop(StopReason::Interrupt, None)
+    }
+
+    /// Interrupts the execution tagged `tag` if it is the one running now.
+    pub fn interrupt_tagged(&self, tag: u64) -> bool {
+        let running = self.running_tag.lock();
+        *running == tag && self.stopper.stop(StopReason::Interrupt, None)
+    }
+
+    /// The VM's facts as a JSON object.
+    pub fn info(&self) -> Map<String, Value> {
+        let mut m = self.options.to_json();
+        m.insert("vm_name".into(), self.name.clone().into());
+        m.insert("created_at".into(), self.created_at.into());
+        m.insert("running".into(), self.is_running().into());
+        m.insert("poisoned".into(), self.poisoned.load(Relaxed).into());
+        m.insert("executions".into(), self.executions.load(Relaxed).into());
+        m.insert(
+            "failed_executions".into(),
+            self.failures.load(Relaxed).into(),
+        );
+        // Backend facts are only read when the VM is idle; a busy VM reports what it can.
+        if let Some(b) = self.backend.try_lock() {
+            m.extend(b.info());
+        }
+        m
+    }
+
+    /// Memory used by the Lua state, if idle and known.
+    pub fn memory_used(&self) -> Option<usize> {
+        self.backend.try_lock().and_then(|b| b.memory_used())
+    }
+
+    #[doc(hidden)]
+    /// Runs `f` while holding the backend as `execute` does (tests use it to panic there).
+    pub fn with_backend_for_test<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _b = self.backend.lock();
+        let _g = PoisonGuard(&self.poisoned);
+        f()
+    }
+}

@@ -1,0 +1,137 @@
+//! Helpers for calling the C ABI from Rust tests.
+#![allow(dead_code)]
+
+use bioxen_vm::ffi::*;
+use std::ffi::{CStr, CString};
+use std::ptr;
+
+pub const OK: i32 = 0;
+
+pub fn c(s: &str) -> CString {
+    CString::new(s).unwrap()
+}
+
+pub fn last_error() -> String {
+    let p = bioxen_vm_last_error_message();
+    if p.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
+pub fn status_name(code: i32) -> String {
+    unsafe { CStr::from_ptr(bioxen_vm_status_name(code)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An owned copy of a C result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Res {
+    pub success: bool,
+    pub return_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub values: serde_json::Value,
+    pub error: String,
+    pub dropped: u64,
+}
+
+impl Res {
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    pub fn err(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+pub fn bytes_of(b: &bioxen_vm_bytes) -> Vec<u8> {
+    if b.len == 0 {
+        return Vec::new();
+    }
+    unsafe { std::slice::from_raw_parts(b.data as *const u8, b.len) }.to_vec()
+}
+
+pub fn empty_result() -> bioxen_vm_result {
+    unsafe { std::mem::zeroed() }
+}
+
+pub fn take_result(mut r: bioxen_vm_result) -> Res {
+    let out = Res {
+        success: r.success,
+        return_code: r.return_code,
+        stdout: bytes_of(&r.stdout_text),
+        stderr: bytes_of(&r.stderr_text),
+        values: serde_json::from_slice(&bytes_of(&r.values_json)).unwrap(),
+        error: String::from_utf8(bytes_of(&r.error_message)).unwrap(),
+        dropped: r.output_dropped,
+    };
+    unsafe { bioxen_vm_result_free(&mut r) };
+    out
+}
+
+pub fn take_json(mut b: bioxen_vm_bytes) -> serde_json::Value {
+    let v = serde_json::from_slice(&bytes_of(&b)).unwrap();
+    unsafe { bioxen_vm_bytes_free(&mut b) };
+    v
+}
+
+/// A standalone VM freed on drop.
+pub struct TestVm(pub u64);
+
+impl TestVm {
+    pub fn new(options: &str) -> TestVm {
+        let mut h = 0;
+        let o = c(options);
+        let st = unsafe { bioxen_vm_new(o.as_ptr(), &mut h) };
+        assert_eq!(st, OK, "{}", last_error());
+        TestVm(h)
+    }
+
+    pub fn try_exec(
+        &self,
+        code: &str,
+        args: Option<&str>,
+        timeout_ms: u64,
+    ) -> Result<Res, (i32, String)> {
+        let a = args.map(c);
+        let mut r = empty_result();
+        let st = unsafe {
+            bioxen_vm_execute(
+                self.0,
+                code.as_ptr().cast(),
+                code.len(),
+                a.as_ref().map_or(ptr::null(), |a| a.as_ptr()),
+                timeout_ms,
+                &mut r,
+            )
+        };
+        if st == OK {
+            Ok(take_result(r))
+        } else {
+            Err((st, last_error()))
+        }
+    }
+
+    pub fn exec(&self, code: &str) -> Res {
+        self.try_exec(code, None, 0)
+            .unwrap_or_else(|(s, m)| panic!("status {} ({}): {m}", s, status_name(s)))
+    }
+
+    pub fn info(&self) -> serde_json::Value {
+        let mut b = bioxen_vm_bytes {
+            data: ptr::null_mut(),
+            len: 0,
+        };
+        assert_eq!(unsafe { bioxen_vm_info(self.0, &mut b) }, OK);
+        take_json(b)
+    }
+}
+
+impl Drop for TestVm {
+    fn drop(&mut self) {
+        bioxen_vm_free(self.0);
+    }
+}
