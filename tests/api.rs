@@ -864,3 +864,19 @@ fn panics_become_statuses_and_poison_the_vm() {
         serde_json::json!([1])
     );
 }
+
+#[test]
+fn freeing_a_vm_stops_finalizers_that_resume_old_coroutines() {
+    let vm = TestVm::new("");
+    vm.exec(
+        "co = coroutine.create(function() while true do end end)
+         keep = setmetatable({}, {__gc = function() coroutine.resume(co) end})",
+    );
+    let t = std::time::Instant::now();
+    drop(vm);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -97,14 +97,14 @@ impl LuaStopper {
         }
     }
 
-    /// Arms the hook on `main` for good: used before the state is closed, so that
-    /// finalizers run by `lua_close` cannot loop forever.
+    /// Arms the stop for good before the state is closed, so that finalizers run by
+    /// `lua_close` (and coroutines they resume) cannot loop forever.
     ///
     /// # Safety
     /// `main` must be alive and not executing on another thread.
     pub unsafe fn arm_for_close(&self, main: *mut ffi::lua_State) {
-        self.reason.store(StopReason::Interrupt as u8, SeqCst);
-        ffi::lua_sethook(main, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+        let epoch = self.begin(main);
+        self.stop(StopReason::Interrupt, Some(epoch));
     }
 
     fn enter(&self, co: *mut ffi::lua_State) {
