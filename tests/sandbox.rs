@@ -1125,3 +1125,23 @@ fn replaced_functions_check_arguments_like_the_originals() {
         ])
     );
 }
+
+#[test]
+fn load_keeps_lua_messages_for_bad_arguments_and_modes() {
+    let vm = default_vm();
+    let r = vm.exec("return load(nil)");
+    assert!(!r.success);
+    assert!(
+        r.error
+            .starts_with("bad argument #1 to 'load' (function expected, got nil)"),
+        "{}",
+        r.error
+    );
+    let r = vm.exec("return load('return 1', 'x', 'b')");
+    assert_eq!(
+        r.values,
+        json!([null, "attempt to load a text chunk (mode is 'b')"])
+    );
+    let r = vm.exec("return load('return 1', 'x', 't')()");
+    assert_eq!(r.values, json!([1]));
+}

@@ -19,6 +19,20 @@ pub struct Capture {
     warnings_on: bool,
 }
 
+/// Buffer capacity kept between executions; larger buffers are released.
+const KEEP_CAPACITY: usize = 64 << 10;
+
+/// A copy of `bytes` whose capacity leaves room for one more byte (the C side's NUL), so
+/// handing it to C needs no reallocation.
+pub fn exact_copy(bytes: &[u8]) -> Vec<u8> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    let mut v = Vec::with_capacity(bytes.len() + 1);
+    v.extend_from_slice(bytes);
+    v
+}
+
 /// Which buffer a function writes to (the second upvalue).
 pub const STDOUT: ffi::lua_Integer = 1;
 pub const STDERR: ffi::lua_Integer = 2;
@@ -46,14 +60,16 @@ impl Capture {
         self.dropped += (bytes.len() - take) as u64;
     }
 
-    /// Takes both buffers and the dropped count, leaving the capture empty.
-    pub fn take(&mut self) -> (Vec<u8>, Vec<u8>, u64) {
-        let d = std::mem::take(&mut self.dropped);
-        (
-            std::mem::take(&mut self.stdout),
-            std::mem::take(&mut self.stderr),
-            d,
-        )
+    /// Empties the buffers for the next execution, keeping modest capacity for reuse.
+    pub fn clear(&mut self) {
+        for b in [&mut self.stdout, &mut self.stderr] {
+            if b.capacity() > KEEP_CAPACITY {
+                *b = Vec::new();
+            } else {
+                b.clear();
+            }
+        }
+        self.dropped = 0;
     }
 }
 

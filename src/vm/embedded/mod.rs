@@ -1,6 +1,7 @@
 //! The `basic` VM kind: one persistent mlua `Lua` state (vendored Lua 5.4) per VM.
 
 mod cache;
+mod call;
 mod capture;
 mod sandbox;
 mod stop;
@@ -14,9 +15,10 @@ use crate::error::{Error, Result};
 use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmOptions};
 use crate::watchdog;
 use cache::ChunkCache;
-use capture::Capture;
+use call::call_chunk;
+use capture::{exact_copy, Capture};
 use mlua::chunk::ChunkMode;
-use mlua::{ffi, Function, Lua, MultiValue, Value};
+use mlua::{ffi, Function, Lua, MultiValue};
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +37,9 @@ pub struct EmbeddedVm {
     // Field order is drop order: the state goes first, then what its C functions point to.
     lua: Lua,
     cache: ChunkCache,
-    tostring: Function,
+    /// Registry slot of the original `tostring` (used to print returned values).
+    tostring_ref: std::os::raw::c_int,
+    values_json: Vec<u8>,
     main: MainState,
     capture: Box<UnsafeCell<Capture>>,
     stopper: Arc<LuaStopper>,
@@ -62,22 +66,25 @@ impl EmbeddedVm {
         let stop_ptr: *const LuaStopper = &*stopper;
         let sb = options.sandbox;
         let mut main = std::ptr::null_mut();
+        let mut tostring_ref = 0;
         // SAFETY: `capture` and `stopper` are owned by the returned VM and dropped after `lua`.
         unsafe {
             lua.exec_raw::<()>((), |l| {
                 main = l;
                 sandbox::install(l, sb, cap_ptr, &*stop_ptr);
+                ffi::lua_getglobal(l, c"tostring".as_ptr());
+                tostring_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
             })
         }
         .map_err(lua_err)?;
-        let tostring: Function = lua.globals().get("tostring").map_err(lua_err)?;
         if let Some(limit) = options.memory_limit {
             lua.set_memory_limit(limit).map_err(lua_err)?;
         }
         Ok(EmbeddedVm {
             lua,
             cache: ChunkCache::new(options.chunk_cache),
-            tostring,
+            tostring_ref,
+            values_json: Vec::new(),
             main: MainState(main),
             capture,
             stopper,
@@ -118,38 +125,13 @@ impl EmbeddedVm {
         }
     }
 
-    /// Appends the returned values to stdout the way the Lua REPL prints them.
-    fn print_values(&mut self, values: &MultiValue) {
-        if values.is_empty() {
-            return;
-        }
-        let mut line = Vec::new();
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                line.push(b'\t');
-            }
-            match v {
-                Value::Nil => line.extend_from_slice(b"nil"),
-                Value::Boolean(b) => line.extend_from_slice(if *b { b"true" } else { b"false" }),
-                Value::Integer(n) => line.extend_from_slice(n.to_string().as_bytes()),
-                Value::Number(n) => line.extend_from_slice(float_text(*n).as_bytes()),
-                Value::String(s) => line.extend_from_slice(&s.as_bytes()),
-                other => match self.tostring.call::<mlua::LuaString>(other.clone()) {
-                    Ok(s) => line.extend_from_slice(&s.as_bytes()),
-                    Err(e) => line.extend_from_slice(format!("<tostring failed: {e}>").as_bytes()),
-                },
-            }
-        }
-        line.push(b'\n');
-        self.capture().push(capture::STDOUT, &line);
-    }
-
+    /// Runs `f` under the stop machinery (and a deadline when `timeout` is set).
     fn run(
         &mut self,
         f: &Function,
         args: MultiValue,
         timeout: Option<Duration>,
-    ) -> (mlua::Result<MultiValue>, Option<StopReason>) {
+    ) -> (mlua::Result<()>, Option<StopReason>) {
         let epoch = self.stopper.begin(self.main.0);
         let ticket = match timeout {
             Some(t) => {
@@ -158,7 +140,16 @@ impl EmbeddedVm {
             }
             None => None,
         };
-        let r = f.call::<MultiValue>(args);
+        self.values_json.clear();
+        let stdout = &mut self.capture.get_mut().stdout;
+        let r = call_chunk(
+            &self.lua,
+            f,
+            args,
+            self.tostring_ref,
+            stdout,
+            &mut self.values_json,
+        );
         if let Some(t) = ticket {
             watchdog::cancel(t);
         }
@@ -181,7 +172,7 @@ pub fn seconds_text(d: Duration) -> String {
 impl Backend for EmbeddedVm {
     fn execute(&mut self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput> {
         let started = Instant::now();
-        self.capture().take();
+        self.capture().clear();
         let args = self.args(req)?;
         let f = match self.compile(req.code) {
             Ok(f) => f,
@@ -190,30 +181,25 @@ impl Backend for EmbeddedVm {
         };
         let (r, reason) = self.run(&f, args, timeout);
         match (r, reason) {
-            (Ok(values), _) => {
-                self.print_values(&values);
-                let values_json = values::values_to_json(&values).to_string();
-                let (stdout, stderr, dropped) = self.capture().take();
+            (Ok(()), _) => {
+                let cap = self.capture.get_mut();
                 Ok(ExecOutput {
                     success: true,
                     return_code: 0,
-                    stdout,
-                    stderr,
-                    values_json,
+                    stdout: exact_copy(&cap.stdout),
+                    stderr: exact_copy(&cap.stderr),
+                    values_json: String::from_utf8(exact_copy(&self.values_json))
+                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
                     error: None,
                     duration: started.elapsed(),
-                    output_dropped: dropped,
+                    output_dropped: cap.dropped,
                 })
             }
-            (Err(_), Some(StopReason::Timeout)) => {
-                self.capture().take();
-                Err(Error::Timeout(format!(
-                    "Lua execution timed out after {} seconds",
-                    seconds_text(timeout.unwrap_or_default())
-                )))
-            }
-            (Err(_), Some(StopReason::Interrupt)) => {
-                self.capture().take();
+            (_, Some(StopReason::Timeout)) => Err(Error::Timeout(format!(
+                "Lua execution timed out after {} seconds",
+                seconds_text(timeout.unwrap_or_default())
+            ))),
+            (_, Some(StopReason::Interrupt)) => {
                 Err(Error::Interrupted("Lua execution interrupted".into()))
             }
             (Err(mlua::Error::MemoryError(m)), None) => Err(self.memory_error(m)),
@@ -240,7 +226,7 @@ impl Backend for EmbeddedVm {
 
 impl EmbeddedVm {
     fn memory_error(&mut self, detail: String) -> Error {
-        self.capture().take();
+        self.capture().clear();
         // The garbage that hit the limit is unreachable now: give the memory back.
         let _ = self.lua.gc_collect();
         let _ = self.lua.gc_collect();
@@ -253,13 +239,16 @@ impl EmbeddedVm {
     }
 
     fn failed(&mut self, message: String, started: Instant) -> ExecOutput {
-        let (stdout, mut stderr, dropped) = self.capture().take();
+        let cap = self.capture.get_mut();
+        let mut stderr = Vec::with_capacity(cap.stderr.len() + message.len() + 2);
+        stderr.extend_from_slice(&cap.stderr);
         stderr.extend_from_slice(message.as_bytes());
         stderr.push(b'\n');
+        let dropped = cap.dropped;
         ExecOutput {
             success: false,
             return_code: 1,
-            stdout,
+            stdout: exact_copy(&cap.stdout),
             stderr,
             values_json: "[]".into(),
             error: Some(message),

@@ -1,12 +1,14 @@
 //! Building a `basic` VM's Lua state: which libraries it gets and what is replaced.
 //!
 //! Default sandbox (DESIGN decision 3): `base` without `dofile`/`loadfile`, `load` for text
-//! chunks only, `collectgarbage` limited to `collect`/`count`/`step`/`isrunning`;
+//! chunks only, `collectgarbage` limited to `collect`/`count`/`step`/`isrunning`,
+//! `setmetatable` refusing `__gc` (finalizers run with hooks off and could not be stopped);
 //! `string` without `dump` and with a size cap on `rep`; `table`, `math`, `utf8`,
 //! `coroutine`; `os` reduced to `time`, `clock`, `date`, `difftime`; an `io` table with
 //! only `write`, `stdout` and `stderr` (captured); no `debug`, no `package`/`require`.
 //! `trusted` loads the full standard library. Both capture `print`, `io.write` and `warn`,
-//! and both route `coroutine.resume`/`close`/`wrap` through the stop machinery.
+//! and both route `coroutine.resume`/`close`/`wrap` and `xpcall`'s message handler through
+//! the stop machinery.
 
 use super::capture::{self, Capture};
 use super::stop::{self, LuaStopper};
@@ -77,6 +79,9 @@ pub unsafe fn install(
         ffi::lua_settop(l, g);
     }
     install_coroutine(l, g);
+    ffi::lua_getfield(l, g, name(b"xpcall\0"));
+    ffi::lua_pushcclosure(l, stop::guarded_xpcall, 1);
+    ffi::lua_setfield(l, g, name(b"xpcall\0"));
     ffi::lua_settop(l, g - 1);
 }
 
@@ -130,6 +135,9 @@ unsafe fn restrict_base(l: *mut ffi::lua_State, g: c_int) {
     ffi::lua_getfield(l, g, name(b"collectgarbage\0"));
     ffi::lua_pushcclosure(l, limited_collectgarbage, 1);
     ffi::lua_setfield(l, g, name(b"collectgarbage\0"));
+    ffi::lua_getfield(l, g, name(b"setmetatable\0"));
+    ffi::lua_pushcclosure(l, setmetatable_without_gc, 1);
+    ffi::lua_setfield(l, g, name(b"setmetatable\0"));
 }
 
 unsafe fn restrict_string(l: *mut ffi::lua_State, g: c_int) {
@@ -176,17 +184,56 @@ unsafe fn install_coroutine(l: *mut ffi::lua_State, g: c_int) {
     ffi::lua_settop(l, g);
 }
 
-/// `load` with the mode forced to text: binary chunks are refused.
+/// `load` for text chunks only, with Lua's own messages: a binary string chunk is loaded
+/// with mode "t" (refused as Lua refuses it); a text string chunk keeps the caller's mode
+/// (it cannot be binary); a reader function, which cannot be inspected first, is loaded with
+/// mode "t".
 unsafe extern "C-unwind" fn text_only_load(l: *mut ffi::lua_State) -> c_int {
+    let is_string = ffi::lua_type(l, 1) == ffi::LUA_TSTRING;
+    if !is_string {
+        ffi::luaL_checktype(l, 1, ffi::LUA_TFUNCTION);
+    }
     let n = ffi::lua_gettop(l);
     if n < 3 {
         ffi::lua_settop(l, 3);
     }
-    ffi::lua_pushstring(l, name(b"t\0"));
-    ffi::lua_replace(l, 3);
+    ffi::luaL_optlstring(l, 3, name(b"bt\0"), std::ptr::null_mut());
+    let binary = is_string && {
+        let mut len = 0usize;
+        let p = ffi::lua_tolstring(l, 1, &mut len);
+        len > 0 && *p == 0x1b
+    };
+    if binary || !is_string {
+        ffi::lua_pushstring(l, name(b"t\0"));
+        ffi::lua_replace(l, 3);
+    }
     ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
     ffi::lua_insert(l, 1);
     ffi::lua_call(l, n.max(3), ffi::LUA_MULTRET);
+    ffi::lua_gettop(l)
+}
+
+/// `setmetatable` refusing metatables with `__gc`. Lua runs finalizers with hooks turned
+/// off, so a looping finalizer could stop neither a timeout nor the freeing of the VM; an
+/// object is marked for finalization only when its metatable has `__gc` at this call, so
+/// refusing it here is enough.
+unsafe extern "C-unwind" fn setmetatable_without_gc(l: *mut ffi::lua_State) -> c_int {
+    if ffi::lua_type(l, 2) == ffi::LUA_TTABLE {
+        ffi::lua_pushstring(l, name(b"__gc\0"));
+        let t = ffi::lua_rawget(l, 2);
+        ffi::lua_pop(l, 1);
+        if t != ffi::LUA_TNIL {
+            ffi::lua_pushstring(
+                l,
+                name(b"__gc metamethods are not available in the sandbox (a finalizer cannot be stopped)\0"),
+            );
+            ffi::lua_error(l);
+        }
+    }
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, ffi::LUA_MULTRET);
     ffi::lua_gettop(l)
 }
 
@@ -217,7 +264,12 @@ unsafe extern "C-unwind" fn capped_rep(l: *mut ffi::lua_State) -> c_int {
     let count = ffi::luaL_checkinteger(l, 2);
     ffi::luaL_optlstring(l, 3, name(b"\0"), &mut sep_len);
     let cap = ffi::lua_tointeger(l, ffi::lua_upvalueindex(2));
-    if count > 0 {
+    if (len == 0 && sep_len == 0) || count <= 0 {
+        // Lua would still loop `count` times inside one C call to build "".
+        ffi::lua_pushstring(l, name(b"\0"));
+        return 1;
+    }
+    {
         let total = (len as i128) * (count as i128) + (sep_len as i128) * (count as i128 - 1);
         if total > cap as i128 {
             ffi::lua_pushfstring(

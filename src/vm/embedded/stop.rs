@@ -149,6 +149,12 @@ unsafe fn stopper_of(l: *mut ffi::lua_State) -> *const LuaStopper {
     *(ffi::lua_getextraspace(l) as *const *const LuaStopper)
 }
 
+/// Whether a stop is pending for the VM that `l` belongs to.
+unsafe fn stop_pending(l: *mut ffi::lua_State) -> bool {
+    let s = stopper_of(l);
+    !s.is_null() && (*s).reason.load(SeqCst) != 0
+}
+
 /// The count hook: raises the stop error while a reason is set, else removes itself.
 unsafe extern "C-unwind" fn stop_hook(l: *mut ffi::lua_State, _ar: *mut ffi::lua_Debug) {
     let s = stopper_of(l);
@@ -227,4 +233,40 @@ unsafe extern "C-unwind" fn wrapped_call(l: *mut ffi::lua_State) -> c_int {
         ffi::lua_concat(l, 2);
     }
     ffi::lua_error(l)
+}
+
+/// `xpcall` replacement: upvalue 1 is the original. The message handler is wrapped so that
+/// it is skipped while a stop is pending: Lua runs a handler with hooks off when the error
+/// comes from the stop hook itself, so a looping handler could not be stopped otherwise.
+/// Yields through `xpcall` keep working (`lua_callk`).
+pub unsafe extern "C-unwind" fn guarded_xpcall(l: *mut ffi::lua_State) -> c_int {
+    ffi::luaL_checktype(l, 2, ffi::LUA_TFUNCTION);
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, 2);
+    ffi::lua_pushcclosure(l, guarded_handler, 1);
+    ffi::lua_replace(l, 2);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_callk(l, n, ffi::LUA_MULTRET, 0, Some(all_results));
+    all_results(l, ffi::LUA_OK, 0)
+}
+
+unsafe extern "C-unwind" fn all_results(
+    l: *mut ffi::lua_State,
+    _status: c_int,
+    _ctx: ffi::lua_KContext,
+) -> c_int {
+    ffi::lua_gettop(l)
+}
+
+unsafe extern "C-unwind" fn guarded_handler(l: *mut ffi::lua_State) -> c_int {
+    if stop_pending(l) {
+        ffi::lua_settop(l, 1);
+        return 1;
+    }
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, 1);
+    1
 }

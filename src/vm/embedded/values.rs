@@ -1,89 +1,237 @@
-//! Lua values to and from `serde_json::Value` (serde_json does all the JSON text work).
+//! Values between Lua and the host.
 //!
-//! Lua to JSON: nil is null; booleans, integers and finite floats are themselves;
-//! strings are JSON strings (invalid UTF-8 is replaced with U+FFFD); a table whose keys are
-//! exactly 1..n is an array, any other table an object with its keys as strings (an empty
-//! table is `{}`); what JSON cannot hold (functions, userdata, threads, NaN and the
-//! infinities, a table met again on its own path, tables nested deeper than
-//! `MAX_DEPTH`) becomes its `tostring` text.
+//! Out of Lua, straight from stack slots (no intermediate value tree): the JSON text of
+//! returned values, and their text as the Lua REPL prints them. Nil is null; booleans,
+//! integers and finite floats are themselves; strings are JSON strings (invalid UTF-8 is
+//! replaced with U+FFFD); a table whose keys are exactly 1..n is an array, any other table
+//! an object with its keys as strings (an empty table is `{}`); what JSON cannot hold
+//! (functions, userdata, threads, NaN and the infinities, a table met again on its own
+//! path, tables nested deeper than `MAX_DEPTH`) becomes its `tostring` text, without
+//! calling metamethods.
+//!
+//! Only Lua API calls that cannot raise an error are made here, except through
+//! `lua_pcall`: these functions run inside Rust frames that a Lua error must not cross.
+//!
+//! Into Lua: JSON arguments become Lua values through mlua.
 
-use mlua::{Lua, MultiValue, Table, Value};
-use serde_json::{Map, Number, Value as Json};
+use mlua::{ffi, Lua, Value};
+use serde_json::Value as Json;
+use std::ffi::c_void;
+use std::os::raw::c_int;
 
 /// Deepest nesting converted; deeper tables become their `tostring` text.
 pub const MAX_DEPTH: usize = 64;
 
-/// The returned values as a JSON array.
-pub fn values_to_json(values: &MultiValue) -> Json {
+/// Appends the JSON array of the stack slots `first..=last` to `out`.
+///
+/// # Safety
+/// `l` must be a valid state whose slots `first..=last` exist.
+pub unsafe fn write_values_json(
+    l: *mut ffi::lua_State,
+    first: c_int,
+    last: c_int,
+    out: &mut Vec<u8>,
+) {
+    out.push(b'[');
     let mut path = Vec::new();
-    Json::Array(values.iter().map(|v| to_json(v, &mut path)).collect())
+    for i in first..=last {
+        if i > first {
+            out.push(b',');
+        }
+        write_json(l, i, out, &mut path);
+    }
+    out.push(b']');
 }
 
-fn to_json(v: &Value, path: &mut Vec<*const std::ffi::c_void>) -> Json {
-    match v {
-        Value::Nil => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Integer(i) => Json::from(*i),
-        Value::Number(n) => Number::from_f64(*n)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::String(float_text(*n))),
-        Value::String(s) => Json::String(s.to_string_lossy()),
-        Value::Table(t) => table_to_json(t, path),
-        other => Json::String(tostring(other)),
+unsafe fn write_json(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    out: &mut Vec<u8>,
+    path: &mut Vec<*const c_void>,
+) {
+    match ffi::lua_type(l, idx) {
+        ffi::LUA_TNIL => out.extend_from_slice(b"null"),
+        ffi::LUA_TBOOLEAN => out.extend_from_slice(if ffi::lua_toboolean(l, idx) != 0 {
+            b"true"
+        } else {
+            b"false"
+        }),
+        ffi::LUA_TNUMBER => {
+            if ffi::lua_isinteger(l, idx) != 0 {
+                write_integer(out, ffi::lua_tointegerx(l, idx, std::ptr::null_mut()));
+            } else {
+                let n = ffi::lua_tonumberx(l, idx, std::ptr::null_mut());
+                if n.is_finite() {
+                    let _ = serde_json::to_writer(&mut *out, &n);
+                } else {
+                    write_json_str(out, float_text(n).as_bytes());
+                }
+            }
+        }
+        ffi::LUA_TSTRING => write_json_str(out, string_at(l, idx)),
+        ffi::LUA_TTABLE => write_table(l, idx, out, path),
+        _ => write_json_str(out, opaque_text(l, idx).as_bytes()),
     }
 }
 
-fn table_to_json(t: &Table, path: &mut Vec<*const std::ffi::c_void>) -> Json {
-    let p = t.to_pointer();
-    if path.len() >= MAX_DEPTH || path.contains(&p) {
-        return Json::String(tostring(&Value::Table(t.clone())));
+unsafe fn write_table(
+    l: *mut ffi::lua_State,
+    idx: c_int,
+    out: &mut Vec<u8>,
+    path: &mut Vec<*const c_void>,
+) {
+    let p = ffi::lua_topointer(l, idx);
+    if path.len() >= MAX_DEPTH || path.contains(&p) || ffi::lua_checkstack(l, 4) == 0 {
+        write_json_str(out, opaque_text(l, idx).as_bytes());
+        return;
     }
+    let idx = ffi::lua_absindex(l, idx);
     path.push(p);
-    let n = t.raw_len();
-    let mut pairs = 0usize;
-    let mut is_array = true;
-    for pair in t.pairs::<Value, Value>() {
-        let Ok((k, _)) = pair else { continue };
-        pairs += 1;
-        if !matches!(k, Value::Integer(i) if i >= 1 && (i as usize) <= n) {
-            is_array = false;
+    let n = ffi::lua_rawlen(l, idx);
+    // Is it exactly a sequence 1..n?
+    let mut count = 0usize;
+    let mut is_array = n > 0;
+    ffi::lua_pushnil(l);
+    while ffi::lua_next(l, idx) != 0 {
+        count += 1;
+        if is_array {
+            let k = ffi::lua_tointegerx(l, -2, std::ptr::null_mut());
+            is_array = ffi::lua_isinteger(l, -2) != 0 && k >= 1 && (k as u64) <= n as u64;
         }
+        ffi::lua_pop(l, 1);
     }
-    let out = if is_array && pairs == n && n > 0 {
-        Json::Array(
-            (1..=n)
-                .map(|i| to_json(&t.raw_get::<Value>(i).unwrap_or(Value::Nil), path))
-                .collect(),
-        )
+    if is_array && count == n {
+        out.push(b'[');
+        for i in 1..=n {
+            if i > 1 {
+                out.push(b',');
+            }
+            ffi::lua_rawgeti(l, idx, i as ffi::lua_Integer);
+            write_json(l, -1, out, path);
+            ffi::lua_pop(l, 1);
+        }
+        out.push(b']');
     } else {
-        let mut m = Map::new();
-        for (k, v) in t.pairs::<Value, Value>().flatten() {
-            m.insert(key_text(&k), to_json(&v, path));
+        out.push(b'{');
+        let mut first = true;
+        ffi::lua_pushnil(l);
+        while ffi::lua_next(l, idx) != 0 {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            write_key(l, -2, out);
+            out.push(b':');
+            write_json(l, -1, out, path);
+            ffi::lua_pop(l, 1);
         }
-        Json::Object(m)
-    };
+        out.push(b'}');
+    }
     path.pop();
-    out
 }
 
-fn key_text(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.to_string_lossy(),
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => float_text(*n),
-        other => tostring(other),
+unsafe fn write_key(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>) {
+    match ffi::lua_type(l, idx) {
+        ffi::LUA_TSTRING => write_json_str(out, string_at(l, idx)),
+        _ => {
+            let mut text = Vec::new();
+            if !write_plain(l, idx, &mut text) {
+                text = opaque_text(l, idx).into_bytes();
+            }
+            write_json_str(out, &text);
+        }
     }
 }
 
-/// `tostring` of a value other than a string (no metamethod is called).
-fn tostring(v: &Value) -> String {
-    match v {
-        Value::Nil => "nil".into(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Number(n) => float_text(*n),
-        other => format!("{}: {:p}", other.type_name(), other.to_pointer()),
+/// Decimal digits of an integer (serde_json's integer formatting, which is also Lua's).
+fn write_integer(out: &mut Vec<u8>, n: i64) {
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
+/// The bytes of the string at `idx` (which must be a string: no conversion happens).
+unsafe fn string_at<'a>(l: *mut ffi::lua_State, idx: c_int) -> &'a [u8] {
+    let mut len = 0usize;
+    let p = ffi::lua_tolstring(l, idx, &mut len);
+    std::slice::from_raw_parts(p as *const u8, len)
+}
+
+fn write_json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    let s = String::from_utf8_lossy(bytes);
+    let _ = serde_json::to_writer(&mut *out, s.as_ref());
+}
+
+/// `tostring` text of a value without calling metamethods (`table: 0x...`).
+unsafe fn opaque_text(l: *mut ffi::lua_State, idx: c_int) -> String {
+    let name = std::ffi::CStr::from_ptr(ffi::luaL_typename(l, idx)).to_string_lossy();
+    format!("{name}: {:p}", ffi::lua_topointer(l, idx))
+}
+
+/// Appends the text of a nil, boolean, number or string as `tostring` gives it; other
+/// values as their opaque text. Returns `false` for values that have a richer `tostring`
+/// (tables, userdata) so the caller can call it.
+unsafe fn write_plain(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>) -> bool {
+    match ffi::lua_type(l, idx) {
+        ffi::LUA_TNIL => out.extend_from_slice(b"nil"),
+        ffi::LUA_TBOOLEAN => out.extend_from_slice(if ffi::lua_toboolean(l, idx) != 0 {
+            b"true"
+        } else {
+            b"false"
+        }),
+        ffi::LUA_TNUMBER => {
+            if ffi::lua_isinteger(l, idx) != 0 {
+                write_integer(out, ffi::lua_tointegerx(l, idx, std::ptr::null_mut()));
+            } else {
+                out.extend_from_slice(
+                    float_text(ffi::lua_tonumberx(l, idx, std::ptr::null_mut())).as_bytes(),
+                );
+            }
+        }
+        ffi::LUA_TSTRING => out.extend_from_slice(string_at(l, idx)),
+        ffi::LUA_TTABLE | ffi::LUA_TUSERDATA => return false,
+        _ => out.extend_from_slice(opaque_text(l, idx).as_bytes()),
     }
+    true
+}
+
+/// Appends the slots `first..=last` as the Lua REPL prints them: `tostring` of each (its
+/// `__tostring` honoured, through the function in registry slot `tostring_ref`),
+/// tab-separated, then a newline.
+///
+/// # Safety
+/// `l` must be a valid state whose slots `first..=last` exist.
+pub unsafe fn write_repl_line(
+    l: *mut ffi::lua_State,
+    first: c_int,
+    last: c_int,
+    tostring_ref: c_int,
+    out: &mut Vec<u8>,
+) {
+    for i in first..=last {
+        if i > first {
+            out.push(b'\t');
+        }
+        if write_plain(l, i, out) {
+            continue;
+        }
+        if ffi::lua_checkstack(l, 2) == 0 {
+            out.extend_from_slice(opaque_text(l, i).as_bytes());
+            continue;
+        }
+        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, tostring_ref as ffi::lua_Integer);
+        ffi::lua_pushvalue(l, i);
+        let status = ffi::lua_pcall(l, 1, 1, 0);
+        if status == ffi::LUA_OK && ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+            out.extend_from_slice(string_at(l, -1));
+        } else if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+            out.extend_from_slice(b"<tostring failed: ");
+            out.extend_from_slice(string_at(l, -1));
+            out.push(b'>');
+        } else {
+            out.extend_from_slice(opaque_text(l, i).as_bytes());
+        }
+        ffi::lua_pop(l, 1);
+    }
+    out.push(b'\n');
 }
 
 /// A float as Lua 5.4 prints it (`%.14g`, with `.0` added to integral values).
@@ -107,11 +255,9 @@ fn format_g14(n: f64) -> String {
     if n == 0.0 {
         return if n.is_sign_negative() { "-0" } else { "0" }.into();
     }
-    let exp = n.abs().log10().floor() as i32;
     let sci = format!("{:.13e}", n);
-    // Recompute the exponent from the rounded scientific form (rounding may carry).
     let (mant, e) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let e: i32 = e.parse().unwrap_or(exp);
+    let e: i32 = e.parse().unwrap_or(0);
     if !(-4..14).contains(&e) {
         let mant = trim_zeros(mant);
         let sign = if e < 0 { '-' } else { '+' };
