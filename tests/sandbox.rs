@@ -1133,7 +1133,7 @@ fn load_keeps_lua_messages_for_bad_arguments_and_modes() {
     assert!(!r.success);
     assert!(
         r.error
-            .starts_with("bad argument #1 to 'load' (function expected, got nil)"),
+            .starts_with("(bioxen_vm):1: bad argument #1 to 'load' (function expected, got nil)"),
         "{}",
         r.error
     );
