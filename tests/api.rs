@@ -118,7 +118,11 @@ fn lua_errors_are_results() {
     // Output printed before the error is kept.
     let r = vm.exec("print('before') error({code = 1})");
     assert_eq!(r.out(), "before\n");
-    assert!(r.error.starts_with("table: "), "{}", r.error);
+    assert!(
+        r.error.starts_with("(error object is a table value)"),
+        "{}",
+        r.error
+    );
     // The VM goes on.
     assert_eq!(vm.exec("return 1").values, serde_json::json!([1]));
 }

@@ -7,9 +7,20 @@ use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 
+/// Per-thread boundary state, in one thread-local (one TLS access per call).
+struct ThreadState {
+    last_error: RefCell<Option<CString>>,
+    /// How many boundary calls are active on this thread (callbacks may nest them).
+    depth: Cell<u32>,
+}
+
 thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static STATE: ThreadState = const {
+        ThreadState {
+            last_error: RefCell::new(None),
+            depth: Cell::new(0),
+        }
+    };
 }
 
 static PANIC_HOOK: Once = Once::new();
@@ -20,7 +31,7 @@ fn install_panic_hook() {
     PANIC_HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if DEPTH.with(|d| d.get()) > 0 {
+            if STATE.with(|s| s.depth.get()) > 0 {
                 log::error!(target: "bioxen_vm::panic", "caught panic: {info}");
             } else {
                 previous(info);
@@ -29,14 +40,14 @@ fn install_panic_hook() {
     });
 }
 
-fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', "\\0")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(c));
-}
-
 /// The calling thread's last error message, or NULL.
 pub fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+    STATE.with(|s| {
+        s.last_error
+            .borrow()
+            .as_ref()
+            .map_or(std::ptr::null(), |c| c.as_ptr())
+    })
 }
 
 fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
@@ -54,25 +65,28 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 pub fn call(f: impl FnOnce() -> Result<()>) -> i32 {
     install_panic_hook();
     crate::log::init();
-    DEPTH.with(|d| d.set(d.get() + 1));
-    let r = catch_unwind(AssertUnwindSafe(f));
-    DEPTH.with(|d| d.set(d.get() - 1));
-    let r = r.unwrap_or_else(|p| {
-        Err(Error::Panic(format!(
-            "internal error (panic caught at the C boundary): {}",
-            panic_text(&*p)
-        )))
-    });
-    match r {
-        Ok(()) => {
-            LAST_ERROR.with(|e| *e.borrow_mut() = None);
-            0
+    STATE.with(|s| {
+        s.depth.set(s.depth.get() + 1);
+        let r = catch_unwind(AssertUnwindSafe(f));
+        s.depth.set(s.depth.get() - 1);
+        let r = r.unwrap_or_else(|p| {
+            Err(Error::Panic(format!(
+                "internal error (panic caught at the C boundary): {}",
+                panic_text(&*p)
+            )))
+        });
+        let (code, message) = match r {
+            Ok(()) => (0, None),
+            Err(e) => (
+                e.status().code(),
+                Some(CString::new(e.to_string().replace('\0', "\\0")).unwrap_or_default()),
+            ),
+        };
+        if code != 0 || s.last_error.borrow().is_some() {
+            *s.last_error.borrow_mut() = message;
         }
-        Err(e) => {
-            set_last_error(&e.to_string());
-            e.status().code()
-        }
-    }
+        code
+    })
 }
 
 /// A required NUL-terminated UTF-8 string.

@@ -84,7 +84,7 @@ impl From<ExecOutput> for bioxen_vm_result {
             return_code: o.return_code,
             stdout_text: bioxen_vm_bytes::from_vec(o.stdout),
             stderr_text: bioxen_vm_bytes::from_vec(o.stderr),
-            values_json: bioxen_vm_bytes::from_string(o.values_json),
+            values_json: bioxen_vm_bytes::from_vec(o.values_json),
             error_message: bioxen_vm_bytes::from_string(o.error.unwrap_or_default()),
             duration_ns: u64::try_from(o.duration.as_nanos()).unwrap_or(u64::MAX),
             output_dropped: o.output_dropped,

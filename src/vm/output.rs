@@ -20,7 +20,7 @@ pub struct ExecOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     /// JSON array of the returned values (`[]` when none, or on error).
-    pub values_json: String,
+    pub values_json: Vec<u8>,
     /// The error message with its traceback, when `success` is false.
     pub error: Option<String>,
     pub duration: Duration,

@@ -143,17 +143,24 @@ impl Vm {
         let timeout = timeout.or(self.options.timeout);
         let guard = PoisonGuard(&self.poisoned);
         self.busy.store(true, Relaxed);
-        *self.running_tag.lock() = tag;
+        // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
+        if tag != 0 {
+            *self.running_tag.lock() = tag;
+        }
         let r = backend.execute(req, timeout);
-        *self.running_tag.lock() = 0;
+        if tag != 0 {
+            *self.running_tag.lock() = 0;
+        }
         self.busy.store(false, Relaxed);
+        // Only the thread holding the backend writes the counters: plain stores suffice.
+        self.executions
+            .store(self.executions.load(Relaxed) + 1, Relaxed);
+        if !matches!(&r, Ok(o) if o.success) {
+            self.failures
+                .store(self.failures.load(Relaxed) + 1, Relaxed);
+        }
         drop(guard);
         drop(backend);
-        self.executions.fetch_add(1, Relaxed);
-        let ok = matches!(&r, Ok(o) if o.success);
-        if !ok {
-            self.failures.fetch_add(1, Relaxed);
-        }
         self.log_outcome(req, &r);
         r
     }
@@ -193,10 +200,10 @@ impl Vm {
         self.stopper.stop(StopReason::Interrupt, None)
     }
 
-    /// Interrupts the execution tagged `tag` if it is the one running now.
+    /// Interrupts the execution tagged `tag` (non-zero) if it is the one running now.
     pub fn interrupt_tagged(&self, tag: u64) -> bool {
         let running = self.running_tag.lock();
-        *running == tag && self.stopper.stop(StopReason::Interrupt, None)
+        tag != 0 && *running == tag && self.stopper.stop(StopReason::Interrupt, None)
     }
 
     /// The VM's facts as a JSON object.

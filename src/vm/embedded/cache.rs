@@ -2,9 +2,9 @@
 //! code again skips compilation. Least recently used entries are evicted first; code larger
 //! than `MAX_CACHED_CODE` is never kept.
 
-use mlua::Function;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::os::raw::c_int;
 
 /// A fast multiplicative hash (the one rustc uses). The keys are the VM owner's own code and
 /// the cache is small and bounded, so collision flooding could only slow the owner's own VM.
@@ -44,7 +44,7 @@ impl Hasher for FxHasher {
 pub const MAX_CACHED_CODE: usize = 64 << 10;
 
 pub struct ChunkCache {
-    map: HashMap<Box<[u8]>, (Function, u64), BuildHasherDefault<FxHasher>>,
+    map: HashMap<Box<[u8]>, (c_int, u64), BuildHasherDefault<FxHasher>>,
     capacity: usize,
     tick: u64,
 }
@@ -58,19 +58,25 @@ impl ChunkCache {
         }
     }
 
-    pub fn get(&mut self, code: &[u8]) -> Option<Function> {
+    /// The compiled chunk (a registry reference) for `code`, if cached.
+    pub fn get(&mut self, code: &[u8]) -> Option<c_int> {
         self.tick += 1;
         let tick = self.tick;
         self.map.get_mut(code).map(|(f, used)| {
             *used = tick;
-            f.clone()
+            *f
         })
     }
 
-    pub fn insert(&mut self, code: &[u8], f: &Function) {
-        if self.capacity == 0 || code.len() > MAX_CACHED_CODE {
-            return;
-        }
+    /// Whether `code` may be kept.
+    pub fn accepts(&self, code: &[u8]) -> bool {
+        self.capacity > 0 && code.len() <= MAX_CACHED_CODE
+    }
+
+    /// Keeps `chunk` for `code`; returns the chunk evicted to make room, which the caller
+    /// must release.
+    pub fn insert(&mut self, code: &[u8], chunk: c_int) -> Option<c_int> {
+        let mut evicted = None;
         if self.map.len() >= self.capacity {
             if let Some(oldest) = self
                 .map
@@ -78,17 +84,14 @@ impl ChunkCache {
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone())
             {
-                self.map.remove(&oldest);
+                evicted = self.map.remove(&oldest).map(|(c, _)| c);
             }
         }
-        self.map.insert(code.into(), (f.clone(), self.tick));
+        self.map.insert(code.into(), (chunk, self.tick));
+        evicted
     }
 
     pub fn len(&self) -> usize {
         self.map.len()
-    }
-
-    pub fn clear(&mut self) {
-        self.map.clear();
     }
 }

@@ -12,9 +12,9 @@
 //! Only Lua API calls that cannot raise an error are made here, except through
 //! `lua_pcall`: these functions run inside Rust frames that a Lua error must not cross.
 //!
-//! Into Lua: JSON arguments become Lua values through mlua.
+//! Into Lua: JSON arguments are pushed as Lua values.
 
-use mlua::{ffi, Lua, Value};
+use mlua::ffi;
 use serde_json::Value as Json;
 use std::ffi::c_void;
 use std::os::raw::c_int;
@@ -276,31 +276,40 @@ fn trim_zeros(s: &str) -> &str {
     }
 }
 
-/// A JSON value as a Lua value (arrays and objects become tables, null becomes nil).
-pub fn json_to_lua(lua: &Lua, v: &Json) -> mlua::Result<Value> {
-    Ok(match v {
-        Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Boolean(*b),
+/// Pushes a JSON value as a Lua value (arrays and objects become tables, null becomes nil).
+/// May raise a memory error: call it only inside a protected call. It keeps no value with
+/// a destructor alive across the calls that may raise.
+///
+/// # Safety
+/// `l` must have room for 3 more slots per nesting level (checked here).
+pub unsafe fn push_json(l: *mut ffi::lua_State, v: &Json) {
+    ffi::luaL_checkstack(l, 3, c"arguments nested too deeply".as_ptr());
+    match v {
+        Json::Null => ffi::lua_pushnil(l),
+        Json::Bool(b) => ffi::lua_pushboolean(l, c_int::from(*b)),
         Json::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
+            Some(i) => ffi::lua_pushinteger(l, i),
+            None => ffi::lua_pushnumber(l, n.as_f64().unwrap_or(f64::NAN)),
         },
-        Json::String(s) => Value::String(lua.create_string(s)?),
+        Json::String(s) => {
+            ffi::lua_pushlstring(l, s.as_ptr().cast(), s.len());
+        }
         Json::Array(a) => {
-            let t = lua.create_table_with_capacity(a.len(), 0)?;
+            ffi::lua_createtable(l, a.len().min(c_int::MAX as usize) as c_int, 0);
             for (i, x) in a.iter().enumerate() {
-                t.raw_set(i + 1, json_to_lua(lua, x)?)?;
+                push_json(l, x);
+                ffi::lua_rawseti(l, -2, i as ffi::lua_Integer + 1);
             }
-            Value::Table(t)
         }
         Json::Object(o) => {
-            let t = lua.create_table_with_capacity(0, o.len())?;
+            ffi::lua_createtable(l, 0, o.len().min(c_int::MAX as usize) as c_int);
             for (k, x) in o {
-                t.raw_set(k.as_str(), json_to_lua(lua, x)?)?;
+                ffi::lua_pushlstring(l, k.as_ptr().cast(), k.len());
+                push_json(l, x);
+                ffi::lua_rawset(l, -3);
             }
-            Value::Table(t)
         }
-    })
+    }
 }
 
 #[cfg(test)]
