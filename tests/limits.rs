@@ -790,3 +790,97 @@ fn the_host_process_is_unaffected_by_all_bombs() {
     assert_eq!(r.out(), "fresh\n1024.0\t2000\n");
     assert_eq!(fresh.info()["executions"], json!(1));
 }
+
+// ---------------------------------------------------------------------------------------
+// Pattern matching: one C call, made stoppable by a check inside the matcher
+// ---------------------------------------------------------------------------------------
+
+const PATHOLOGICAL: &[&str] = &[
+    "return string.find(string.rep('a', 500), '.-.-.-b')",
+    "return ('a'):rep(300):match('(.-)(.-)(.-)(.-)b$')",
+    "local n = 0 for w in ('a'):rep(400):gmatch('.-.-.-b') do n = n + 1 end return n",
+    "return (('a'):rep(400):gsub('.-.-.-b', 'x'))",
+    "return pcall(string.find, ('a'):rep(500), '.-.-.-b')",
+    // A stop swallowed by a pcall in tail position, where no instruction is left for the hook.
+    "return pcall(function() while true do end end)",
+];
+
+#[test]
+fn pathological_patterns_are_stopped_by_a_timeout() {
+    let vm = Arc::new(TestVm::new(""));
+    values(&vm, SET_KEEP);
+    for code in PATHOLOGICAL {
+        let (r, took) = bounded(BOUND, {
+            let vm = Arc::clone(&vm);
+            let code = code.to_string();
+            move || vm.try_exec(&code, None, 50)
+        })
+        .unwrap_or_else(|| panic!("{code} was not stopped within {BOUND:?}"));
+        assert!(took < Duration::from_millis(1000), "{code}: {took:?}");
+        expect_timeout(r, "0.05");
+    }
+    assert_vm_intact(&vm);
+}
+
+#[test]
+fn pathological_patterns_are_stopped_by_an_interrupt() {
+    let vm = Arc::new(TestVm::new(r#"{"sandbox":"trusted"}"#));
+    let r = interrupt_running(&vm, PATHOLOGICAL[0]);
+    expect_status(r, bioxen_vm_status::Interrupted);
+}
+
+#[test]
+fn pattern_functions_keep_lua_semantics() {
+    let vm = TestVm::new("");
+    let r = values(
+        &vm,
+        r#"local out = {}
+        local function add(...) out[#out + 1] = table.pack(...) end
+        add(string.find("hello world", "o w"))
+        add(string.find("hello world", "o", 6))
+        add(string.find("a.b", ".", 1, true))
+        add(string.find("abc", "b", -1))
+        add(("key = value"):match("^(%w+)%s*=%s*(%w+)$"))
+        add(("  trim me  "):match("^%s*(.-)%s*$"))
+        add(("2024-01-15"):match("(%d+)-(%d+)-(%d+)"))
+        add(("hello"):match("()ll()"))
+        add(string.gsub("hello world", "o", "0"))
+        add(string.gsub("hello world", "(%w+)", "<%1>"))
+        add(string.gsub("abc", "%w", "%0%0", 2))
+        add(string.gsub("$name is $age", "%$(%w+)", {name = "Ann", age = 7}))
+        add(string.gsub("x y", "%w", function(c) return c:upper() end))
+        add(("THE (quick) fox"):find("%((%a+)%)"))
+        add(string.match("[[x]]", "%[(%b[])%]"))
+        add(string.find("THE (quick) fox", "%f[%a]%a+", 5))
+        local words = {}
+        for k, v in string.gmatch("a=1, b=2", "(%w+)=(%w+)") do words[#words + 1] = k .. v end
+        add(table.concat(words, ","))
+        add(pcall(string.find, "x", "(%"))
+        add(pcall(string.rep))
+        return out"#,
+    );
+    assert_eq!(
+        r,
+        json!([[
+            {"1": 5, "2": 7, "n": 2},
+            {"1": 8, "2": 8, "n": 2},
+            {"1": 2, "2": 2, "n": 2},
+            {"n": 1},
+            {"1": "key", "2": "value", "n": 2},
+            {"1": "trim me", "n": 1},
+            {"1": "2024", "2": "01", "3": "15", "n": 3},
+            {"1": 3, "2": 5, "n": 2},
+            {"1": "hell0 w0rld", "2": 2, "n": 2},
+            {"1": "<hello> <world>", "2": 2, "n": 2},
+            {"1": "aabbc", "2": 2, "n": 2},
+            {"1": "Ann is 7", "2": 2, "n": 2},
+            {"1": "X Y", "2": 2, "n": 2},
+            {"1": 5, "2": 11, "3": "quick", "n": 3},
+            {"1": "[x]", "n": 1},
+            {"1": 6, "2": 10, "n": 2},
+            {"1": "a1,b2", "n": 1},
+            {"1": false, "2": "malformed pattern (ends with '%')", "n": 2},
+            {"1": false, "2": "bad argument #1 to 'string.rep' (string expected, got no value)", "n": 2}
+        ]])
+    );
+}

@@ -208,8 +208,22 @@ impl Backend for EmbeddedVm {
             // SAFETY: the main state, idle again, owned by this thread.
             unsafe { call::release(self.main.0, chunk) };
         }
+        // A stop that arrived while the code ran decides the outcome, even if the chunk then
+        // returned: a `pcall` in tail position can swallow the stop error with no instruction
+        // left to run for the hook.
         match (ended, reason) {
-            (Ended::Returned, _) => {
+            (_, Some(StopReason::Timeout)) => {
+                self.capture().clear();
+                Err(Error::Timeout(format!(
+                    "Lua execution timed out after {} seconds",
+                    seconds_text(timeout.unwrap_or_default())
+                )))
+            }
+            (_, Some(StopReason::Interrupt)) => {
+                self.capture().clear();
+                Err(Error::Interrupted("Lua execution interrupted".into()))
+            }
+            (Ended::Returned, None) => {
                 let cap = self.capture.get_mut();
                 Ok(ExecOutput {
                     success: true,
@@ -221,17 +235,6 @@ impl Backend for EmbeddedVm {
                     duration: started.elapsed(),
                     output_dropped: cap.dropped,
                 })
-            }
-            (_, Some(StopReason::Timeout)) => {
-                self.capture().clear();
-                Err(Error::Timeout(format!(
-                    "Lua execution timed out after {} seconds",
-                    seconds_text(timeout.unwrap_or_default())
-                )))
-            }
-            (_, Some(StopReason::Interrupt)) => {
-                self.capture().clear();
-                Err(Error::Interrupted("Lua execution interrupted".into()))
             }
             (Ended::OutOfMemory, None) => Err(self.memory_error("not enough memory".into())),
             (Ended::Failed(message), None) => Ok(self.failed(message, started)),

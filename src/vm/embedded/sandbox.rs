@@ -79,6 +79,7 @@ pub unsafe fn install(
         ffi::lua_settop(l, g);
     }
     install_coroutine(l, g);
+    install_patterns(l, g);
     ffi::lua_getfield(l, g, name(b"xpcall\0"));
     ffi::lua_pushcclosure(l, stop::guarded_xpcall, 1);
     ffi::lua_setfield(l, g, name(b"xpcall\0"));
@@ -166,6 +167,34 @@ unsafe fn restrict_os(l: *mut ffi::lua_State, g: c_int) {
         ffi::lua_setfield(l, -2, name(f));
     }
     ffi::lua_setfield(l, g, name(b"os\0"));
+    ffi::lua_settop(l, g);
+}
+
+extern "C-unwind" {
+    // Lua 5.4.9's pattern functions with a stop check (lpattern.c).
+    fn bxvm_str_find(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_match(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_gmatch(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_gsub(l: *mut ffi::lua_State) -> c_int;
+}
+
+/// Replaces `string.find`, `match`, `gmatch` and `gsub` with the stoppable copies (methods
+/// on strings go through the same table).
+unsafe fn install_patterns(l: *mut ffi::lua_State, g: c_int) {
+    ffi::lua_getfield(l, g, name(b"string\0"));
+    let s = ffi::lua_gettop(l);
+    for (f, field) in [
+        (
+            bxvm_str_find as ffi::lua_CFunction,
+            b"find\0" as &'static [u8],
+        ),
+        (bxvm_str_match, b"match\0"),
+        (bxvm_gmatch, b"gmatch\0"),
+        (bxvm_str_gsub, b"gsub\0"),
+    ] {
+        ffi::lua_pushcfunction(l, f);
+        ffi::lua_setfield(l, s, name(field));
+    }
     ffi::lua_settop(l, g);
 }
 

@@ -36,9 +36,12 @@ struct Running {
     active: bool,
 }
 
-/// The stop handle of one embedded VM.
+/// The stop handle of one embedded VM. `#[repr(C)]` with `reason` first: the pattern
+/// matcher in lpattern.c reads that byte through the pointer in the extra space.
+#[repr(C)]
 pub struct LuaStopper {
-    /// 0 while nothing is to be stopped, else a `StopReason` as u8. Read by the hook.
+    /// 0 while nothing is to be stopped, else a `StopReason` as u8. Read by the hook and by
+    /// the pattern matcher.
     reason: AtomicU8,
     running: Mutex<Running>,
 }
