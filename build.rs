@@ -1,7 +1,17 @@
 //! Compiles the stoppable pattern matcher (src/vm/embedded/lpattern.c, Lua 5.4.9's own
-//! code with a stop check) against the vendored Lua's headers.
+//! code with a stop check) against the vendored Lua's headers, and sets the ABI version:
+//! the one place it is written (the crate reads it as `BIOXEN_VM_ABI_VERSION`; on Linux the
+//! shared library's SONAME is `libbioxen_vm.so.<ABI>`; tests/header.rs checks the header's
+//! `#define` against it).
+
+/// Bump on any change of a signature or a struct layout in include/bioxen_vm.h.
+const ABI_VERSION: u32 = 1;
 
 fn main() {
+    println!("cargo:rustc-env=BIOXEN_VM_ABI_VERSION={ABI_VERSION}");
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbioxen_vm.so.{ABI_VERSION}");
+    }
     let src = "src/vm/embedded/lpattern.c";
     println!("cargo:rerun-if-changed={src}");
     println!("cargo:rerun-if-changed=build.rs");

@@ -259,9 +259,10 @@ uint32_t bioxen_vm_abi_version(void);
 const char *bioxen_vm_status_name(int32_t status);
 
 /**
- * The message of the calling thread's last failed call, or NULL if its last call
- * succeeded. The string belongs to the library and stays valid until this thread's next
- * `bioxen_vm_*` call; copy it to keep it.
+ * The message of the calling thread's last failed call, or NULL if its last call that
+ * returns a status succeeded (the functions that return no status leave it alone). The
+ * string belongs to the library and stays valid until this thread's next call that returns
+ * a status; copy it to keep it.
  */
 const char *bioxen_vm_last_error_message(void);
 
@@ -534,7 +535,8 @@ int32_t bioxen_vm_interrupt(uint64_t vm, bool *out_was_running);
 /**
  * Writes the VM's facts as a JSON object to `*out_json` (free with `bioxen_vm_bytes_free`):
  * its options, `vm_name`, `created_at` (Unix seconds), `running`, `executions`,
- * `failed_executions`, `memory_used` (bytes), `cached_chunks`, `poisoned`.
+ * `failed_executions`, `poisoned`, and, when the VM is idle (not while code runs on it),
+ * `memory_used` (bytes), `cached_chunks` and `lua_version`.
  * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
  *
  * # Safety

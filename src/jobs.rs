@@ -27,7 +27,10 @@ pub struct Job {
     timeout: Option<Duration>,
     state: Mutex<JobState>,
     cond: Condvar,
-    cancel_requested: std::sync::atomic::AtomicBool,
+    /// Set to stop the job: before it starts (it will not run) or while it runs.
+    stop: std::sync::atomic::AtomicBool,
+    /// The user cancelled it: an interrupted run then ends as CANCELLED, not INTERRUPTED.
+    cancelled_by_user: std::sync::atomic::AtomicBool,
 }
 
 /// What `Job::status` reports, with the original library's words.
@@ -66,7 +69,8 @@ impl Job {
             timeout,
             state: Mutex::new(JobState::Pending),
             cond: Condvar::new(),
-            cancel_requested: std::sync::atomic::AtomicBool::new(false),
+            stop: std::sync::atomic::AtomicBool::new(false),
+            cancelled_by_user: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -110,6 +114,27 @@ impl Job {
         }
     }
 
+    /// Stops the job: it will not start, or its running code is interrupted (ending it as
+    /// INTERRUPTED unless the user cancelled it). The flag is set first: an execution that
+    /// has not armed its stopper yet reads it once it has; one that has is interrupted here.
+    fn halt(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.vm.interrupt_tagged(self.id);
+    }
+
+    /// Cancels the job unless it has started running Lua (used when its VM is removed).
+    fn cancel_unless_started(&self) {
+        let s = self.state.lock();
+        match &*s {
+            JobState::Pending => {
+                drop(s);
+                self.cancel();
+            }
+            JobState::Running => self.vm.cancel_unless_started(self.id, &self.stop),
+            _ => {}
+        }
+    }
+
     /// Cancels the job: a queued job will not run; a running one is interrupted.
     /// Returns `false` when the job had already finished.
     pub fn cancel(&self) -> bool {
@@ -121,9 +146,10 @@ impl Job {
                 true
             }
             JobState::Running => {
-                self.cancel_requested
+                self.cancelled_by_user
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                self.vm.interrupt_tagged(self.id);
+                drop(s);
+                self.halt();
                 true
             }
             JobState::Done(_) | JobState::Cancelled => false,
@@ -142,12 +168,15 @@ impl Job {
             code: &self.code,
             args: self.args.as_ref(),
         };
-        let r = self.vm.execute_tagged(&req, self.timeout, self.id);
+        let r = self
+            .vm
+            .execute_tagged(&req, self.timeout, self.id, Some(&self.stop));
         let mut s = self.state.lock();
         let cancelled = self
-            .cancel_requested
+            .cancelled_by_user
             .load(std::sync::atomic::Ordering::SeqCst);
         *s = match r {
+            Err(Error::Cancelled(_)) => JobState::Cancelled,
             Err(Error::Interrupted(_)) if cancelled => JobState::Cancelled,
             r => JobState::Done(r),
         };
@@ -157,7 +186,8 @@ impl Job {
 
 struct Lane {
     jobs: VecDeque<Arc<Job>>,
-    active: bool,
+    /// The job a worker is running (or about to run) for this lane.
+    active: Option<Arc<Job>>,
 }
 
 struct PoolState {
@@ -213,10 +243,10 @@ impl Pool {
         let key = job.vm.serial();
         let lane = s.lanes.entry(key).or_insert_with(|| Lane {
             jobs: VecDeque::new(),
-            active: false,
+            active: None,
         });
         lane.jobs.push_back(job);
-        if !lane.active && lane.jobs.len() == 1 {
+        if lane.active.is_none() && lane.jobs.len() == 1 {
             s.ready.push_back(key);
         }
         if s.idle == 0 && s.workers < inner.max_workers {
@@ -237,39 +267,47 @@ impl Pool {
         let s = self.0.state.lock();
         s.lanes
             .values()
-            .map(|l| l.jobs.len() + usize::from(l.active))
+            .map(|l| l.jobs.len() + usize::from(l.active.is_some()))
             .sum()
     }
 
-    /// Cancels every queued job of `vm` (a running one is left to finish).
+    /// Cancels every job of `vm` that has not started (queued, or taken by a worker but
+    /// still waiting for the VM); a job already running Lua is left to finish.
     pub fn cancel_queued(&self, vm_serial: u64) {
         let jobs: Vec<Arc<Job>> = {
             let mut s = self.0.state.lock();
             match s.lanes.get_mut(&vm_serial) {
-                Some(l) => l.jobs.drain(..).collect(),
+                Some(l) => l.active.iter().cloned().chain(l.jobs.drain(..)).collect(),
                 None => Vec::new(),
             }
         };
         for j in jobs {
-            j.cancel();
+            j.cancel_unless_started();
         }
     }
 
-    /// Stops taking work, cancels queued jobs and waits up to `grace` for the workers to
-    /// finish what they are running (the caller interrupts running code first).
+    /// Stops taking work, cancels queued jobs, stops running ones (INTERRUPTED; a job a
+    /// worker took that has not started will not run) and waits up to `grace` for the
+    /// workers to finish.
     pub fn shutdown(&self, grace: Duration) {
         let inner = &self.0;
-        let queued: Vec<Arc<Job>> = {
+        let (active, queued): (Vec<Arc<Job>>, Vec<Arc<Job>>) = {
             let mut s = inner.state.lock();
             s.shutdown = true;
             s.ready.clear();
-            s.lanes
+            let active = s.lanes.values().filter_map(|l| l.active.clone()).collect();
+            let queued = s
+                .lanes
                 .values_mut()
                 .flat_map(|l| l.jobs.drain(..))
-                .collect()
+                .collect();
+            (active, queued)
         };
         for j in queued {
             j.cancel();
+        }
+        for j in active {
+            j.halt();
         }
         let deadline = Instant::now() + grace;
         let mut s = inner.state.lock();
@@ -290,7 +328,7 @@ fn worker_loop(inner: Arc<PoolInner>) {
             let job = match s.lanes.get_mut(&key) {
                 Some(lane) => match lane.jobs.pop_front() {
                     Some(j) => {
-                        lane.active = true;
+                        lane.active = Some(j.clone());
                         j
                     }
                     None => {
@@ -305,7 +343,7 @@ fn worker_loop(inner: Arc<PoolInner>) {
             drop(job);
             s = inner.state.lock();
             if let Some(lane) = s.lanes.get_mut(&key) {
-                lane.active = false;
+                lane.active = None;
                 if lane.jobs.is_empty() {
                     s.lanes.remove(&key);
                 } else {

@@ -74,10 +74,12 @@ impl Log for Logger {
     }
 
     fn log(&self, r: &Record) {
-        let cb = CALLBACK.read();
-        match cb.as_ref() {
-            Some(cb) => {
-                if r.level() > cb.max || IN_CALLBACK.with(|c| c.get()) {
+        // Copy the callback out: it is never called with the lock held, so it may log or
+        // replace itself.
+        let cb = CALLBACK.read().as_ref().map(|c| (c.f, c.user_data, c.max));
+        match cb {
+            Some((f, user_data, max)) => {
+                if r.level() > max || IN_CALLBACK.with(|c| c.get()) {
                     return;
                 }
                 let target = c_text(r.target());
@@ -86,11 +88,11 @@ impl Log for Logger {
                 // SAFETY: the host installed `f` with this `user_data` and promised it may be
                 // called from any thread.
                 unsafe {
-                    (cb.f)(
+                    f(
                         r.level() as i32,
                         target.as_ptr(),
                         message.as_ptr(),
-                        cb.user_data as *mut c_void,
+                        user_data as *mut c_void,
                     )
                 };
                 IN_CALLBACK.with(|c| c.set(false));

@@ -6,9 +6,24 @@ use crate::error::Error;
 use crate::status::bioxen_vm_status;
 use std::ffi::{c_char, c_void};
 
-/// Version of the ABI this library implements; equals `BIOXEN_VM_ABI_VERSION` in the header
-/// it was built with.
-pub const ABI_VERSION: u32 = 1;
+/// Version of the ABI this library implements (set in build.rs); equals
+/// `BIOXEN_VM_ABI_VERSION` in the header it was built with.
+pub const ABI_VERSION: u32 = parse_version(env!("BIOXEN_VM_ABI_VERSION"));
+
+const fn parse_version(s: &str) -> u32 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n = 0u32;
+    while i < b.len() {
+        assert!(
+            b[i].is_ascii_digit(),
+            "BIOXEN_VM_ABI_VERSION must be a number"
+        );
+        n = n * 10 + (b[i] - b'0') as u32;
+        i += 1;
+    }
+    n
+}
 
 const VERSION_C: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
 
@@ -55,9 +70,10 @@ fn status_c_name(s: bioxen_vm_status) -> &'static [u8] {
         .unwrap_or(b"UNKNOWN\0")
 }
 
-/// The message of the calling thread's last failed call, or NULL if its last call
-/// succeeded. The string belongs to the library and stays valid until this thread's next
-/// `bioxen_vm_*` call; copy it to keep it.
+/// The message of the calling thread's last failed call, or NULL if its last call that
+/// returns a status succeeded (the functions that return no status leave it alone). The
+/// string belongs to the library and stays valid until this thread's next call that returns
+/// a status; copy it to keep it.
 #[no_mangle]
 pub extern "C" fn bioxen_vm_last_error_message() -> *const c_char {
     boundary::last_error_ptr()

@@ -142,7 +142,8 @@ pub unsafe extern "C" fn bioxen_vm_interrupt(vm: u64, out_was_running: *mut bool
 
 /// Writes the VM's facts as a JSON object to `*out_json` (free with `bioxen_vm_bytes_free`):
 /// its options, `vm_name`, `created_at` (Unix seconds), `running`, `executions`,
-/// `failed_executions`, `memory_used` (bytes), `cached_chunks`, `poisoned`.
+/// `failed_executions`, `poisoned`, and, when the VM is idle (not while code runs on it),
+/// `memory_used` (bytes), `cached_chunks` and `lua_version`.
 /// Statuses: OK, NULL_POINTER, INVALID_HANDLE.
 ///
 /// # Safety

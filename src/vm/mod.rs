@@ -16,6 +16,7 @@ pub use output::{ExecOutput, ExecRequest};
 pub use vm::{is_blank, Vm};
 
 use crate::error::Result;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Why running code is being stopped.
@@ -44,7 +45,16 @@ pub trait Backend: Send {
     /// and an exceeded memory limit are `Err` with their own statuses. `timeout` is the
     /// effective limit (the call's, else the VM's default). The backend keeps its state
     /// across calls and stays usable after every outcome.
-    fn execute(&mut self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput>;
+    ///
+    /// `cancel`, when given, is a flag another thread may set and then call the stopper: the
+    /// backend reads it once its stopper is armed (before running anything), so a cancel that
+    /// arrives before the stopper can act is not lost.
+    fn execute(
+        &mut self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ExecOutput>;
 
     /// The handle other threads use to stop running code.
     fn stopper(&self) -> std::sync::Arc<dyn Stopper>;

@@ -10,7 +10,7 @@ use crate::vm::embedded::EmbeddedVm;
 use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmKind, VmOptions};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -118,15 +118,18 @@ impl Vm {
 
     /// Runs code. `timeout`: the call's limit, else the VM's default.
     pub fn execute(&self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput> {
-        self.execute_tagged(req, timeout, 0)
+        self.execute_tagged(req, timeout, 0, None)
     }
 
-    /// `execute`, recording `tag` as the running execution for [`Vm::interrupt_tagged`].
+    /// `execute` for a job: records `tag` as the running execution for
+    /// [`Vm::interrupt_tagged`], and does not start when `cancel` is set by the time the VM
+    /// is free (checked under the same lock [`Vm::cancel_unless_started`] takes).
     pub fn execute_tagged(
         &self,
         req: &ExecRequest<'_>,
         timeout: Option<Duration>,
         tag: u64,
+        cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput> {
         if is_blank(req.code) {
             return Err(Error::invalid("Lua code cannot be empty"));
@@ -145,9 +148,14 @@ impl Vm {
         self.busy.store(true, Relaxed);
         // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
         if tag != 0 {
-            *self.running_tag.lock() = tag;
+            let mut running = self.running_tag.lock();
+            if cancel.is_some_and(|c| c.load(SeqCst)) {
+                self.busy.store(false, Relaxed);
+                return Err(Error::Cancelled("the job was cancelled".into()));
+            }
+            *running = tag;
         }
-        let r = backend.execute(req, timeout);
+        let r = backend.execute(req, timeout, cancel);
         if tag != 0 {
             *self.running_tag.lock() = 0;
         }
@@ -198,6 +206,15 @@ impl Vm {
     /// was running.
     pub fn interrupt(&self) -> bool {
         self.stopper.stop(StopReason::Interrupt, None)
+    }
+
+    /// Sets `cancel` unless the execution tagged `tag` has already started: a job a worker
+    /// took but that still waits for the VM will then not run.
+    pub fn cancel_unless_started(&self, tag: u64, cancel: &AtomicBool) {
+        let running = self.running_tag.lock();
+        if *running != tag {
+            cancel.store(true, SeqCst);
+        }
     }
 
     /// Interrupts the execution tagged `tag` (non-zero) if it is the one running now.

@@ -22,6 +22,7 @@ use capture::{exact_copy, Capture};
 use mlua::{ffi, Lua};
 use std::cell::UnsafeCell;
 use std::os::raw::c_int;
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stop::LuaStopper;
@@ -136,8 +137,14 @@ impl EmbeddedVm {
         chunk: c_int,
         args: Option<&serde_json::Value>,
         timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
     ) -> (Ended, Option<StopReason>) {
         let epoch = self.stopper.begin(self.main.0);
+        if cancel.is_some_and(|c| c.load(SeqCst)) {
+            // SAFETY: the main state, owned by this thread; nothing ran.
+            unsafe { self.stopper.end(self.main.0) };
+            return (Ended::Returned, Some(StopReason::Interrupt));
+        }
         let ticket = timeout.and_then(|t| {
             let target: Arc<dyn Stopper> = self.stopper.clone();
             watchdog::schedule(Instant::now() + t, target, epoch).ok()
@@ -196,14 +203,19 @@ impl EmbeddedVm {
 }
 
 impl Backend for EmbeddedVm {
-    fn execute(&mut self, req: &ExecRequest<'_>, timeout: Option<Duration>) -> Result<ExecOutput> {
+    fn execute(
+        &mut self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ExecOutput> {
         let started = Instant::now();
         self.capture().clear();
         let (chunk, release) = match self.chunk(req.code)? {
             Ok(c) => c,
             Err(syntax) => return Ok(self.failed(syntax, started)),
         };
-        let (ended, reason) = self.run(chunk, req.args, timeout);
+        let (ended, reason) = self.run(chunk, req.args, timeout, cancel);
         if release {
             // SAFETY: the main state, idle again, owned by this thread.
             unsafe { call::release(self.main.0, chunk) };

@@ -1,12 +1,8 @@
 /*
- * Reproducer of an open library bug: bioxen_vm_manager_free() interrupts the code running
- * on the manager's VMs and cancels queued jobs, but a job that a worker has already taken
- * and that waits for its VM (held by a synchronous call) is neither: once the synchronous
- * call is interrupted, the job gets the VM and runs to its end (here: forever; the free
- * returns after its 5 s grace with the worker still busy).
- *
- * Expected: after bioxen_vm_manager_free() returns, the job has ended (INTERRUPTED or
- * CANCELLED). This program fails (exit 1) while the bug is present.
+ * Regression test: bioxen_vm_manager_free() interrupts code running on the manager's VMs,
+ * cancels queued jobs, and also cancels a job that a worker has taken and that waits for
+ * its VM (held by a synchronous call): after the free returns, that job has ended
+ * (INTERRUPTED or CANCELLED) instead of running on.
  */
 #include "check.h"
 

@@ -1,11 +1,7 @@
 /*
- * Reproducer of an open library bug: bioxen_vm_job_cancel() on a job that a worker has
- * taken but whose Lua code has not started yet (the job waits for its VM, or is between
- * being taken and entering Lua) reports cancelled == true, yet the job is neither stopped
- * nor prevented from running: it then runs to its end (here: forever).
- *
- * Expected: once job_cancel reports cancelled == true, the job ends with CANCELLED.
- * This program fails (exit 1) while the bug is present. `make test-c-known-bugs`.
+ * Regression test: bioxen_vm_job_cancel() on a job that a worker has taken but whose Lua
+ * code has not started yet (the job waits for its VM, or is between being taken and
+ * entering Lua) must end the job with CANCELLED; the job must not run afterwards.
  */
 #include "check.h"
 
