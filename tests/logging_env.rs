@@ -21,15 +21,25 @@ fn child_body() {
 
 fn run_child(env: &[(&str, &str)]) -> (String, String) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child_body", "--nocapture", "--test-threads=1", "-q"])
-        .env(CHILD, "1")
-        .env_remove("BIOXEN_VM_LOG")
-        .env_remove("PYLUA_DEBUG");
+    cmd.args([
+        "--exact",
+        "child_body",
+        "--nocapture",
+        "--test-threads=1",
+        "-q",
+    ])
+    .env(CHILD, "1")
+    .env_remove("BIOXEN_VM_LOG")
+    .env_remove("PYLUA_DEBUG");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -41,7 +51,9 @@ fn library_stdout(stdout: &str) -> Vec<&str> {
     stdout
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !l.starts_with("running ") && !l.starts_with("test ") && !l.contains("test result:"))
+        .filter(|l| {
+            !l.starts_with("running ") && !l.starts_with("test ") && !l.contains("test result:")
+        })
         .filter(|l| !l.trim().chars().all(|c| c == '.'))
         .collect()
 }
@@ -59,7 +71,10 @@ fn pylua_debug_logs_to_stderr_only() {
     assert_eq!(library_stdout(&out), Vec::<&str>::new());
     assert!(err.contains("bioxen_vm::vm"), "{err}");
     assert!(err.contains("executed"), "{err}");
-    assert!(!err.contains("secret_code_marker"), "code is logged at trace level only: {err}");
+    assert!(
+        !err.contains("secret_code_marker"),
+        "code is logged at trace level only: {err}"
+    );
 }
 
 #[test]
