@@ -8,6 +8,7 @@
 //!   logging.
 #![allow(non_camel_case_types)]
 
+pub mod clock;
 pub mod error;
 pub mod ffi;
 pub mod jobs;

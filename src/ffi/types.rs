@@ -29,6 +29,7 @@ impl bioxen_vm_bytes {
         }
         let len = v.len();
         v.push(0);
+        // No reallocation when `v` was made with room for the NUL (the library's outputs are).
         let b = v.into_boxed_slice();
         bioxen_vm_bytes {
             data: Box::into_raw(b) as *mut c_char,

@@ -27,10 +27,12 @@ impl Hasher for FxHasher {
                 c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
             ]));
         }
-        let mut tail = [0u8; 8];
         let rest = chunks.remainder();
-        tail[..rest.len()].copy_from_slice(rest);
-        self.add(u64::from_le_bytes(tail) ^ (rest.len() as u64) << 56);
+        let tail = rest
+            .iter()
+            .enumerate()
+            .fold(0u64, |t, (i, b)| t | u64::from(*b) << (8 * i));
+        self.add(tail ^ (rest.len() as u64) << 56);
     }
     fn write_usize(&mut self, n: usize) {
         self.add(n as u64);
@@ -44,6 +46,9 @@ impl Hasher for FxHasher {
 pub const MAX_CACHED_CODE: usize = 64 << 10;
 
 pub struct ChunkCache {
+    /// The chunk found last, checked before hashing: running the same code again (the
+    /// common case in a loop) costs one comparison.
+    last: Option<(Box<[u8]>, c_int)>,
     map: HashMap<Box<[u8]>, (c_int, u64), BuildHasherDefault<FxHasher>>,
     capacity: usize,
     tick: u64,
@@ -52,6 +57,7 @@ pub struct ChunkCache {
 impl ChunkCache {
     pub fn new(capacity: usize) -> Self {
         ChunkCache {
+            last: None,
             map: HashMap::default(),
             capacity,
             tick: 0,
@@ -61,11 +67,27 @@ impl ChunkCache {
     /// The compiled chunk (a registry reference) for `code`, if cached.
     pub fn get(&mut self, code: &[u8]) -> Option<c_int> {
         self.tick += 1;
+        if let Some((c, chunk)) = &self.last {
+            if **c == *code {
+                // The map's recency of this entry is left as is: eviction never picks `last`.
+                return Some(*chunk);
+            }
+        }
         let tick = self.tick;
-        self.map.get_mut(code).map(|(f, used)| {
+        let found = self.map.get_mut(code).map(|(f, used)| {
             *used = tick;
             *f
-        })
+        });
+        if let Some(chunk) = found {
+            // Hits through `last` did not refresh its entry: do it as `last` moves on.
+            if let Some((old, _)) = self.last.take() {
+                if let Some((_, used)) = self.map.get_mut(&old) {
+                    *used = tick;
+                }
+            }
+            self.last = Some((code.into(), chunk));
+        }
+        found
     }
 
     /// Whether `code` may be kept.
@@ -78,9 +100,11 @@ impl ChunkCache {
     pub fn insert(&mut self, code: &[u8], chunk: c_int) -> Option<c_int> {
         let mut evicted = None;
         if self.map.len() >= self.capacity {
+            let last = self.last.as_ref().map(|(k, _)| k);
             if let Some(oldest) = self
                 .map
                 .iter()
+                .filter(|(k, _)| Some(*k) != last)
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(k, _)| k.clone())
             {
@@ -93,5 +117,28 @@ impl ChunkCache {
 
     pub fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChunkCache;
+
+    #[test]
+    fn least_recently_used_is_evicted_and_last_never_is() {
+        let mut c = ChunkCache::new(2);
+        assert_eq!(c.insert(b"a", 1), None);
+        assert_eq!(c.insert(b"b", 2), None);
+        assert_eq!(c.get(b"a"), Some(1));
+        // "b" is the least recently used.
+        assert_eq!(c.insert(b"c", 3), Some(2));
+        assert_eq!(c.get(b"b"), None);
+        // Repeated hits on "c" go through `last`; "a" must still be the one evicted.
+        assert_eq!(c.get(b"c"), Some(3));
+        assert_eq!(c.get(b"c"), Some(3));
+        assert_eq!(c.insert(b"d", 4), Some(1));
+        assert_eq!(c.get(b"c"), Some(3));
+        assert_eq!(c.get(b"d"), Some(4));
+        assert!(!ChunkCache::new(0).accepts(b"x"));
     }
 }

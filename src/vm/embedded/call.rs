@@ -111,8 +111,7 @@ pub unsafe fn call(
     let ended = match status {
         ffi::LUA_OK => {
             if top > handler && ffi::lua_checkstack(l, 8) != 0 {
-                values::write_repl_line(l, handler + 1, top, tostring_ref, stdout);
-                values::write_values_json(l, handler + 1, top, values_json);
+                values::write_returned(l, handler + 1, top, tostring_ref, stdout, values_json);
             } else {
                 values_json.extend_from_slice(b"[]");
             }

@@ -13,6 +13,7 @@ pub use cache::MAX_CACHED_CODE;
 pub use sandbox::MAX_REP_BYTES;
 pub use values::float_text;
 
+use crate::clock;
 use crate::error::{Error, Result};
 use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmOptions};
 use crate::watchdog;
@@ -70,6 +71,8 @@ pub fn seconds_text(d: Duration) -> String {
 
 impl EmbeddedVm {
     pub fn new(options: &VmOptions) -> Result<Self> {
+        // The duration clock calibrates once per process: here, not in an execution.
+        clock::warm_up();
         let lua = sandbox::new_state(options.sandbox).map_err(setup_error)?;
         let capture = Box::new(UnsafeCell::new(Capture::new(options.max_output)));
         let stopper = Arc::new(LuaStopper::new());
@@ -139,10 +142,10 @@ impl EmbeddedVm {
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
     ) -> (Ended, Option<StopReason>) {
-        let epoch = self.stopper.begin(self.main.0);
+        let epoch = self.stopper.begin();
         if cancel.is_some_and(|c| c.load(SeqCst)) {
             // SAFETY: the main state, owned by this thread; nothing ran.
-            unsafe { self.stopper.end(self.main.0) };
+            unsafe { self.stopper.end() };
             return (Ended::Returned, Some(StopReason::Interrupt));
         }
         let ticket = timeout.and_then(|t| {
@@ -166,7 +169,7 @@ impl EmbeddedVm {
             watchdog::cancel(t);
         }
         // SAFETY: this thread just executed the main state, which `self.lua` keeps alive.
-        let reason = unsafe { self.stopper.end(self.main.0) };
+        let reason = unsafe { self.stopper.end() };
         (ended, reason)
     }
 
@@ -183,7 +186,7 @@ impl EmbeddedVm {
         }
     }
 
-    fn failed(&mut self, message: String, started: Instant) -> ExecOutput {
+    fn failed(&mut self, message: String, started: clock::Stamp) -> ExecOutput {
         let cap = self.capture.get_mut();
         let mut stderr = Vec::with_capacity(cap.stderr.len() + message.len() + 2);
         stderr.extend_from_slice(&cap.stderr);
@@ -196,7 +199,7 @@ impl EmbeddedVm {
             stderr,
             values_json: b"[]".to_vec(),
             error: Some(message),
-            duration: started.elapsed(),
+            duration: clock::since(started),
             output_dropped: cap.dropped,
         }
     }
@@ -209,7 +212,7 @@ impl Backend for EmbeddedVm {
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput> {
-        let started = Instant::now();
+        let started = clock::now();
         self.capture().clear();
         let (chunk, release) = match self.chunk(req.code)? {
             Ok(c) => c,
@@ -244,7 +247,7 @@ impl Backend for EmbeddedVm {
                     stderr: exact_copy(&cap.stderr),
                     values_json: exact_copy(&self.values_json),
                     error: None,
-                    duration: started.elapsed(),
+                    duration: clock::since(started),
                     output_dropped: cap.dropped,
                 })
             }
@@ -275,6 +278,6 @@ impl Drop for EmbeddedVm {
         // Finalizers run by lua_close (and coroutines they resume) must not be able to hang
         // the thread that frees the VM.
         // SAFETY: the state is alive and owned by this thread now.
-        unsafe { self.stopper.arm_for_close(self.main.0) };
+        unsafe { self.stopper.arm_for_close() };
     }
 }

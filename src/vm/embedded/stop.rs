@@ -19,7 +19,7 @@ use crate::vm::{StopReason, Stopper};
 use mlua::ffi;
 use parking_lot::Mutex;
 use std::os::raw::c_int;
-use std::sync::atomic::{AtomicU8, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
 
 /// A `lua_State` pointer that is only dereferenced while its VM is executing.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,22 +28,35 @@ struct StatePtr(*mut ffi::lua_State);
 // list, i.e. while the owning thread executes it and keeps it alive.
 unsafe impl Send for StatePtr {}
 
-struct Running {
-    /// Threads executing now: the main state, then each coroutine being resumed.
-    states: Vec<StatePtr>,
-    /// Number of the current (or last) execution; deadlines name the one they belong to.
-    epoch: u64,
-    active: bool,
+/// What `stop()` may touch, under the mutex.
+struct Shared {
+    /// Coroutines being resumed right now (the main state is armed separately).
+    coroutines: Vec<StatePtr>,
+    /// Set (under this mutex) before the state is closed: `stop()` leaves it alone after.
+    closed: bool,
 }
 
 /// The stop handle of one embedded VM. `#[repr(C)]` with `reason` first: the pattern
 /// matcher in lpattern.c reads that byte through the pointer in the extra space.
+///
+/// The executing thread starts and ends executions without taking the mutex (it owns
+/// `epoch` and `active`); `stop()` takes it, so that it never arms a state that is being
+/// closed. A stop that races with the end of an execution may leave the hook armed on an
+/// idle state, or the reason set: the next execution clears the reason first, and a hook
+/// that fires with no reason set removes itself.
 #[repr(C)]
 pub struct LuaStopper {
     /// 0 while nothing is to be stopped, else a `StopReason` as u8. Read by the hook and by
     /// the pattern matcher.
     reason: AtomicU8,
-    running: Mutex<Running>,
+    /// An execution runs on the main state.
+    active: AtomicBool,
+    /// Number of the current (or last) execution; deadlines name the one they belong to.
+    epoch: AtomicU64,
+    main: AtomicPtr<ffi::lua_State>,
+    /// Length of `shared.coroutines`, readable without the mutex.
+    tracked: AtomicUsize,
+    shared: Mutex<Shared>,
 }
 
 const TIMEOUT_MESSAGE: &[u8] = b"bioxen_vm: execution timed out\0";
@@ -53,10 +66,13 @@ impl LuaStopper {
     pub fn new() -> Self {
         LuaStopper {
             reason: AtomicU8::new(0),
-            running: Mutex::new(Running {
-                states: Vec::with_capacity(4),
-                epoch: 0,
-                active: false,
+            active: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+            main: AtomicPtr::new(std::ptr::null_mut()),
+            tracked: AtomicUsize::new(0),
+            shared: Mutex::new(Shared {
+                coroutines: Vec::new(),
+                closed: false,
             }),
         }
     }
@@ -67,32 +83,34 @@ impl LuaStopper {
     /// `main` must be a valid main thread that `self` outlives.
     pub unsafe fn attach(&self, main: *mut ffi::lua_State) {
         *(ffi::lua_getextraspace(main) as *mut *const LuaStopper) = self as *const LuaStopper;
+        self.main.store(main, Release);
     }
 
-    /// An execution starts on `main`; returns its epoch.
-    pub fn begin(&self, main: *mut ffi::lua_State) -> u64 {
-        let mut r = self.running.lock();
-        r.epoch += 1;
-        r.states.clear();
-        r.states.push(StatePtr(main));
-        r.active = true;
-        self.reason.store(0, SeqCst);
-        r.epoch
+    /// An execution starts on the main state; returns its epoch. Executing thread only.
+    pub fn begin(&self) -> u64 {
+        let epoch = self.epoch.load(Relaxed) + 1;
+        self.epoch.store(epoch, Relaxed);
+        self.reason.store(0, Relaxed);
+        self.active.store(true, Release);
+        epoch
     }
 
-    /// The execution on `main` has returned to the host. Returns why it was stopped, if it
-    /// was, and disarms the main state's hook.
+    /// The execution has returned to the host. Returns why it was stopped, if it was, and
+    /// disarms the main state's hook.
     ///
     /// # Safety
-    /// Must be called on the thread that executed `main`, with `main` alive.
-    pub unsafe fn end(&self, main: *mut ffi::lua_State) -> Option<StopReason> {
-        let reason = {
-            let mut r = self.running.lock();
-            r.active = false;
-            r.states.clear();
-            self.reason.swap(0, SeqCst)
-        };
-        ffi::lua_sethook(main, None, 0, 0);
+    /// Must be called on the thread that executed, with the state alive.
+    pub unsafe fn end(&self) -> Option<StopReason> {
+        self.active.store(false, Release);
+        if self.tracked.load(Relaxed) != 0 {
+            // Resumes always leave (they run under lua_pcall); never keep a stale pointer.
+            let mut shared = self.shared.lock();
+            shared.coroutines.clear();
+            self.tracked.store(0, Relaxed);
+        }
+        let reason = self.reason.load(Acquire);
+        self.reason.store(0, Relaxed);
+        ffi::lua_sethook(self.main.load(Relaxed), None, 0, 0);
         match reason {
             1 => Some(StopReason::Timeout),
             2 => Some(StopReason::Interrupt),
@@ -101,19 +119,30 @@ impl LuaStopper {
     }
 
     /// Arms the stop for good before the state is closed, so that finalizers run by
-    /// `lua_close` (and coroutines they resume) cannot loop forever.
+    /// `lua_close` (and coroutines they resume) cannot loop forever; after this, `stop()`
+    /// never touches the state again.
     ///
     /// # Safety
-    /// `main` must be alive and not executing on another thread.
-    pub unsafe fn arm_for_close(&self, main: *mut ffi::lua_State) {
-        let epoch = self.begin(main);
-        self.stop(StopReason::Interrupt, Some(epoch));
+    /// The state must be alive and not executing on another thread.
+    pub unsafe fn arm_for_close(&self) {
+        let mut shared = self.shared.lock();
+        shared.closed = true;
+        shared.coroutines.clear();
+        self.reason.store(StopReason::Interrupt as u8, SeqCst);
+        self.active.store(true, SeqCst);
+        ffi::lua_sethook(
+            self.main.load(Relaxed),
+            Some(stop_hook),
+            ffi::LUA_MASKCOUNT,
+            1,
+        );
     }
 
     fn enter(&self, co: *mut ffi::lua_State) {
-        let mut r = self.running.lock();
-        if r.active {
-            r.states.push(StatePtr(co));
+        let mut shared = self.shared.lock();
+        if self.active.load(Acquire) {
+            shared.coroutines.push(StatePtr(co));
+            self.tracked.store(shared.coroutines.len(), Relaxed);
             if self.reason.load(SeqCst) != 0 {
                 // SAFETY: `co` is being resumed by the calling thread, so it is alive.
                 unsafe { ffi::lua_sethook(co, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
@@ -122,27 +151,35 @@ impl LuaStopper {
     }
 
     fn leave(&self, co: *mut ffi::lua_State) {
-        let mut r = self.running.lock();
-        if let Some(i) = r.states.iter().rposition(|s| s.0 == co) {
-            r.states.remove(i);
+        let mut shared = self.shared.lock();
+        if let Some(i) = shared.coroutines.iter().rposition(|s| s.0 == co) {
+            shared.coroutines.remove(i);
+            self.tracked.store(shared.coroutines.len(), Relaxed);
         }
     }
 }
 
 impl Stopper for LuaStopper {
     fn stop(&self, reason: StopReason, epoch: Option<u64>) -> bool {
-        let r = self.running.lock();
-        if !r.active || epoch.is_some_and(|e| e != r.epoch) {
+        let shared = self.shared.lock();
+        if shared.closed
+            || !self.active.load(Acquire)
+            || epoch.is_some_and(|e| e != self.epoch.load(Acquire))
+        {
             return false;
         }
         // The first reason wins: a deadline that fires after an interrupt stays an interrupt.
         let _ = self
             .reason
             .compare_exchange(0, reason as u8, SeqCst, SeqCst);
-        for s in &r.states {
-            // SAFETY: every state in the list is executing on the VM's thread, which keeps
-            // it alive until it removes it from the list under this same lock.
-            unsafe { ffi::lua_sethook(s.0, Some(stop_hook), ffi::LUA_MASKCOUNT, 1) };
+        let main = self.main.load(Acquire);
+        // SAFETY: the state is not closed (checked under the mutex that `arm_for_close`
+        // takes before closing), and the coroutines listed are being resumed, so alive.
+        unsafe {
+            ffi::lua_sethook(main, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+            for s in &shared.coroutines {
+                ffi::lua_sethook(s.0, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+            }
         }
         true
     }

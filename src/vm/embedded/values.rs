@@ -22,25 +22,39 @@ use std::os::raw::c_int;
 /// Deepest nesting converted; deeper tables become their `tostring` text.
 pub const MAX_DEPTH: usize = 64;
 
-/// Appends the JSON array of the stack slots `first..=last` to `out`.
+/// Appends the returned values in slots `first..=last` to `stdout` as the Lua REPL prints
+/// them (`tostring` of each, its `__tostring` honoured through the function in registry
+/// slot `tostring_ref`; tab-separated; a newline) and to `json` as a JSON array. Each value
+/// is looked at once; an integer is formatted once for both.
 ///
 /// # Safety
-/// `l` must be a valid state whose slots `first..=last` exist.
-pub unsafe fn write_values_json(
+/// `l` must be a valid state whose slots `first..=last` exist, with 4 free slots.
+pub unsafe fn write_returned(
     l: *mut ffi::lua_State,
     first: c_int,
     last: c_int,
-    out: &mut Vec<u8>,
+    tostring_ref: c_int,
+    stdout: &mut Vec<u8>,
+    json: &mut Vec<u8>,
 ) {
-    out.push(b'[');
+    json.push(b'[');
     let mut path = Vec::new();
     for i in first..=last {
         if i > first {
-            out.push(b',');
+            stdout.push(b'\t');
+            json.push(b',');
         }
-        write_json(l, i, out, &mut path);
+        if ffi::lua_type(l, i) == ffi::LUA_TNUMBER && ffi::lua_isinteger(l, i) != 0 {
+            let start = json.len();
+            write_integer(json, ffi::lua_tointegerx(l, i, std::ptr::null_mut()));
+            stdout.extend_from_slice(&json[start..]);
+            continue;
+        }
+        write_repl_value(l, i, tostring_ref, stdout);
+        write_json(l, i, json, &mut path);
     }
-    out.push(b']');
+    stdout.push(b'\n');
+    json.push(b']');
 }
 
 unsafe fn write_json(
@@ -193,45 +207,34 @@ unsafe fn write_plain(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>) -> 
     true
 }
 
-/// Appends the slots `first..=last` as the Lua REPL prints them: `tostring` of each (its
-/// `__tostring` honoured, through the function in registry slot `tostring_ref`),
-/// tab-separated, then a newline.
-///
-/// # Safety
-/// `l` must be a valid state whose slots `first..=last` exist.
-pub unsafe fn write_repl_line(
+/// Appends the value in slot `i` as `tostring` gives it (through the function in registry
+/// slot `tostring_ref` for tables and userdata, under `lua_pcall`).
+unsafe fn write_repl_value(
     l: *mut ffi::lua_State,
-    first: c_int,
-    last: c_int,
+    i: c_int,
     tostring_ref: c_int,
     out: &mut Vec<u8>,
 ) {
-    for i in first..=last {
-        if i > first {
-            out.push(b'\t');
-        }
-        if write_plain(l, i, out) {
-            continue;
-        }
-        if ffi::lua_checkstack(l, 2) == 0 {
-            out.extend_from_slice(opaque_text(l, i).as_bytes());
-            continue;
-        }
-        ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, tostring_ref as ffi::lua_Integer);
-        ffi::lua_pushvalue(l, i);
-        let status = ffi::lua_pcall(l, 1, 1, 0);
-        if status == ffi::LUA_OK && ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
-            out.extend_from_slice(string_at(l, -1));
-        } else if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
-            out.extend_from_slice(b"<tostring failed: ");
-            out.extend_from_slice(string_at(l, -1));
-            out.push(b'>');
-        } else {
-            out.extend_from_slice(opaque_text(l, i).as_bytes());
-        }
-        ffi::lua_pop(l, 1);
+    if write_plain(l, i, out) {
+        return;
     }
-    out.push(b'\n');
+    if ffi::lua_checkstack(l, 2) == 0 {
+        out.extend_from_slice(opaque_text(l, i).as_bytes());
+        return;
+    }
+    ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, tostring_ref as ffi::lua_Integer);
+    ffi::lua_pushvalue(l, i);
+    let status = ffi::lua_pcall(l, 1, 1, 0);
+    if status == ffi::LUA_OK && ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+        out.extend_from_slice(string_at(l, -1));
+    } else if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
+        out.extend_from_slice(b"<tostring failed: ");
+        out.extend_from_slice(string_at(l, -1));
+        out.push(b'>');
+    } else {
+        out.extend_from_slice(opaque_text(l, i).as_bytes());
+    }
+    ffi::lua_pop(l, 1);
 }
 
 /// A float as Lua 5.4 prints it (`%.14g`, with `.0` added to integral values).
