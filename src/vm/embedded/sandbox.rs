@@ -213,6 +213,16 @@ unsafe fn install_coroutine(l: *mut ffi::lua_State, g: c_int) {
     ffi::lua_settop(l, g);
 }
 
+/// Tail of every wrapper here: calls the original function (upvalue 1) with all the
+/// arguments on the stack and returns all its results.
+unsafe fn call_original(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, ffi::LUA_MULTRET);
+    ffi::lua_gettop(l)
+}
+
 /// `load` for text chunks only, with Lua's own messages: a binary string chunk is loaded
 /// with mode "t" (refused as Lua refuses it); a text string chunk keeps the caller's mode
 /// (it cannot be binary); a reader function, which cannot be inspected first, is loaded with
@@ -236,10 +246,7 @@ unsafe extern "C-unwind" fn text_only_load(l: *mut ffi::lua_State) -> c_int {
         ffi::lua_pushstring(l, name(b"t\0"));
         ffi::lua_replace(l, 3);
     }
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n.max(3), ffi::LUA_MULTRET);
-    ffi::lua_gettop(l)
+    call_original(l)
 }
 
 /// `setmetatable` refusing metatables with `__gc`. Lua runs finalizers with hooks turned
@@ -259,11 +266,7 @@ unsafe extern "C-unwind" fn setmetatable_without_gc(l: *mut ffi::lua_State) -> c
             ffi::lua_error(l);
         }
     }
-    let n = ffi::lua_gettop(l);
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n, ffi::LUA_MULTRET);
-    ffi::lua_gettop(l)
+    call_original(l)
 }
 
 /// `collectgarbage` limited to the options that cannot change the collector's behaviour.
@@ -278,11 +281,7 @@ unsafe extern "C-unwind" fn limited_collectgarbage(l: *mut ffi::lua_State) -> c_
         );
         ffi::lua_error(l);
     }
-    let n = ffi::lua_gettop(l);
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n, ffi::LUA_MULTRET);
-    ffi::lua_gettop(l)
+    call_original(l)
 }
 
 /// `string.rep` refusing results larger than upvalue 2 bytes.
@@ -309,9 +308,5 @@ unsafe extern "C-unwind" fn capped_rep(l: *mut ffi::lua_State) -> c_int {
             ffi::lua_error(l);
         }
     }
-    let n = ffi::lua_gettop(l);
-    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
-    ffi::lua_insert(l, 1);
-    ffi::lua_call(l, n, 1);
-    1
+    call_original(l)
 }
