@@ -178,6 +178,33 @@ typedef enum bioxen_vm_status {
 } bioxen_vm_status;
 
 /**
+ * Output streams, as the output callback names them.
+ */
+typedef enum bioxen_vm_stream {
+  BIOXEN_VM_STREAM_STDOUT = 1,
+  BIOXEN_VM_STREAM_STDERR = 2,
+} bioxen_vm_stream;
+
+/**
+ * Flags of `bioxen_vm_manager_read_output` (combine with `|`). Without `STDOUT` or
+ * `STDERR`, both streams are read, merged in the order the output was produced.
+ */
+typedef enum bioxen_vm_read {
+  /**
+   * Read only what went to stdout (the rest stays buffered).
+   */
+  BIOXEN_VM_READ_STDOUT = 1,
+  /**
+   * Read only what went to stderr (the rest stays buffered).
+   */
+  BIOXEN_VM_READ_STDERR = 2,
+  /**
+   * Return as soon as there is any output, instead of waiting for the session to be idle.
+   */
+  BIOXEN_VM_READ_ANY_OUTPUT = 4,
+} bioxen_vm_read;
+
+/**
  * Bytes owned by the library: `data` points to `len` bytes followed by a NUL (so text can
  * be used as a C string when it holds no NUL itself). Free with `bioxen_vm_bytes_free`.
  * An empty value has `len == 0` and `data` pointing to a static empty string.
@@ -236,6 +263,21 @@ typedef void (*bioxen_vm_log_fn)(int32_t level,
                                  const char *target,
                                  const char *message,
                                  void *user_data);
+
+/**
+ * Session output callback: `vm_id` (NUL-terminated UTF-8), the stream
+ * (`BIOXEN_VM_STREAM_STDOUT` or `_STDERR`), `len` bytes at `data` (not NUL-terminated,
+ * may hold any byte), and the `user_data` given when it was installed. Everything passed
+ * is valid only during the call. Called on the thread that evaluates the input (a worker
+ * of the manager's pool, or a thread inside `bioxen_vm_manager_read_output`), never
+ * concurrently for one session; it must not unwind, and must not call functions of the
+ * same session.
+ */
+typedef void (*bioxen_vm_output_fn)(const char *vm_id,
+                                    int32_t stream,
+                                    const char *data,
+                                    size_t len,
+                                    void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -453,6 +495,159 @@ int32_t bioxen_vm_manager_list_vms(uint64_t manager, struct bioxen_vm_bytes *out
  * `out_json` must be valid for writes.
  */
 int32_t bioxen_vm_manager_stats(uint64_t manager, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Creates a VM named `vm_id` (options as for `bioxen_vm_manager_create_vm`) with an
+ * interactive session, attached when `auto_attach` is true. The session shares the VM's
+ * state: what `bioxen_vm_manager_execute` defines, the session sees, and the other way
+ * round.
+ * Statuses: those of `bioxen_vm_manager_create_vm`.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `options_json` NULL or NUL-terminated.
+ */
+int32_t bioxen_vm_manager_create_interactive_vm(uint64_t manager,
+                                                const char *vm_id,
+                                                const char *options_json,
+                                                bool auto_attach);
+
+/**
+ * Attaches the session of `vm_id`, creating it when the VM has none. `callback` (may be
+ * NULL) then receives the session's output as it is produced, with `user_data`, until the
+ * session is detached or terminated; the library never frees `user_data`.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND ("VM 'x' not
+ * found"), ATTACH_ERROR (already attached), SESSION_STATE_ERROR (terminated).
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `callback` and `user_data` must stay usable while
+ * attached.
+ */
+int32_t bioxen_vm_manager_attach(uint64_t manager,
+                                 const char *vm_id,
+                                 bioxen_vm_output_fn callback,
+                                 void *user_data);
+
+/**
+ * Detaches the session of `vm_id` (its output callback is removed; input still works).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND ("VM 'x' not
+ * found", "No interactive session for VM 'x'"), DETACH_ERROR (not attached).
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_detach(uint64_t manager, const char *vm_id);
+
+/**
+ * Writes whether the session of `vm_id` is attached.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `out_attached` valid for writes.
+ */
+int32_t bioxen_vm_manager_is_attached(uint64_t manager, const char *vm_id, bool *out_attached);
+
+/**
+ * Queues `len` bytes of input for the session of `vm_id` and returns at once (it never
+ * waits for evaluation). Each line is evaluated as the standalone `lua` evaluates a typed
+ * line: `return <line>` is tried first so a bare expression prints its value, `=expr`
+ * works, an incomplete chunk waits for the next lines; a last line without a newline
+ * counts as a line. Output (values, `print`, errors with their traceback on stderr) comes
+ * back clean through `bioxen_vm_manager_read_output` or the output callback: no echo, no
+ * prompt.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND,
+ * SESSION_STATE_ERROR (terminated), VM_MANAGER_ERROR (manager shut down).
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `input` must point to `len` bytes (NULL when 0).
+ */
+int32_t bioxen_vm_manager_send_input(uint64_t manager,
+                                     const char *vm_id,
+                                     const char *input,
+                                     size_t len);
+
+/**
+ * Takes the session's buffered output into `*out_output` (free with
+ * `bioxen_vm_bytes_free`) and writes to `*out_has_output` whether there was any (false:
+ * `*out_output` is empty; bindings return None). With `timeout_ms` > 0 it first waits, up
+ * to that long, until all queued input is evaluated (with `BIOXEN_VM_READ_ANY_OUTPUT`:
+ * until there is any output); the waiting thread evaluates queued input itself when no
+ * worker is at it, so no caller needs to sleep. `flags`: see `bioxen_vm_read`.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT (flags),
+ * SESSION_NOT_FOUND.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; the out-parameters valid for writes.
+ */
+int32_t bioxen_vm_manager_read_output(uint64_t manager,
+                                      const char *vm_id,
+                                      uint64_t timeout_ms,
+                                      int32_t flags,
+                                      struct bioxen_vm_bytes *out_output,
+                                      bool *out_has_output);
+
+/**
+ * Sends `command` to the session of `vm_id`, waits up to `timeout_ms` (0: no limit) for
+ * the session to be idle, and writes everything it printed (stdout and stderr, merged) to
+ * `*out_output` (free with `bioxen_vm_bytes_free`).
+ * Statuses: those of `bioxen_vm_manager_send_input`.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `command` must point to `len` bytes; `out_output` valid
+ * for writes.
+ */
+int32_t bioxen_vm_manager_execute_interactive_command(uint64_t manager,
+                                                      const char *vm_id,
+                                                      const char *command,
+                                                      size_t len,
+                                                      uint64_t timeout_ms,
+                                                      struct bioxen_vm_bytes *out_output);
+
+/**
+ * Interrupts the session's running evaluation: it stops with its error on stderr, the
+ * session and the VM's state stay. Input queued behind it, and an incomplete chunk, are
+ * discarded (as Ctrl-C in the REPL). Writes whether something was running (NULL allowed).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `out_was_running` NULL or valid for writes.
+ */
+int32_t bioxen_vm_manager_interrupt_session(uint64_t manager,
+                                            const char *vm_id,
+                                            bool *out_was_running);
+
+/**
+ * Ends the session of `vm_id`, also while it evaluates (the evaluation is interrupted and
+ * queued input discarded). The VM and its state stay; a new session can be created.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_terminate_session(uint64_t manager, const char *vm_id);
+
+/**
+ * Creates the interactive VM `dst_vm_id` with the options of `src_vm_id` (a fresh state:
+ * globals are not copied), attached.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND ("Source VM
+ * 'x' not found"), VM_ALREADY_EXISTS, INVALID_ARGUMENT.
+ *
+ * # Safety
+ * Both ids must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_clone_session(uint64_t manager,
+                                        const char *src_vm_id,
+                                        const char *dst_vm_id);
+
+/**
+ * Writes the manager's sessions as JSON (free with `bioxen_vm_bytes_free`):
+ * `{vm_id: {attached, running, idle, last_activity (Unix seconds), executions,
+ * queued_lines, incomplete_input, buffered_bytes, dropped_bytes, terminated}}`.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
+ *
+ * # Safety
+ * `out_json` must be valid for writes.
+ */
+int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes *out_json);
 
 /**
  * Creates a standalone VM and writes its handle to `*out_vm`.

@@ -5,6 +5,7 @@
 //! demand, so a pool that never gets a job costs nothing.
 
 use crate::error::{Error, Result};
+use crate::session::Session;
 use crate::vm::{ExecOutput, ExecRequest, Vm};
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
@@ -18,13 +19,23 @@ enum JobState {
     Cancelled,
 }
 
+/// What a job does.
+enum Work {
+    /// Run code.
+    Execute {
+        code: Vec<u8>,
+        args: Option<serde_json::Value>,
+        timeout: Option<Duration>,
+    },
+    /// Evaluate the session's queued input.
+    SessionInput(Arc<Session>),
+}
+
 /// One asynchronous execution.
 pub struct Job {
     id: u64,
     vm: Arc<Vm>,
-    code: Vec<u8>,
-    args: Option<serde_json::Value>,
-    timeout: Option<Duration>,
+    work: Work,
     state: Mutex<JobState>,
     cond: Condvar,
     /// Set to stop the job: before it starts (it will not run) or while it runs.
@@ -61,12 +72,26 @@ impl Job {
         args: Option<serde_json::Value>,
         timeout: Option<Duration>,
     ) -> Arc<Job> {
+        Self::with_work(
+            vm,
+            Work::Execute {
+                code,
+                args,
+                timeout,
+            },
+        )
+    }
+
+    /// A job that evaluates `session`'s queued input on its VM's lane.
+    pub fn session_input(session: Arc<Session>) -> Arc<Job> {
+        Self::with_work(session.vm().clone(), Work::SessionInput(session))
+    }
+
+    fn with_work(vm: Arc<Vm>, work: Work) -> Arc<Job> {
         Arc::new(Job {
             id: NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             vm,
-            code,
-            args,
-            timeout,
+            work,
             state: Mutex::new(JobState::Pending),
             cond: Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
@@ -164,13 +189,24 @@ impl Job {
             }
             *s = JobState::Running;
         }
-        let req = ExecRequest {
-            code: &self.code,
-            args: self.args.as_ref(),
+        let r = match &self.work {
+            Work::Execute {
+                code,
+                args,
+                timeout,
+            } => {
+                let req = ExecRequest {
+                    code,
+                    args: args.as_ref(),
+                };
+                self.vm
+                    .execute_tagged(&req, *timeout, self.id, Some(&self.stop))
+            }
+            Work::SessionInput(session) => {
+                session.drain(true);
+                Ok(ExecOutput::default())
+            }
         };
-        let r = self
-            .vm
-            .execute_tagged(&req, self.timeout, self.id, Some(&self.stop));
         let mut s = self.state.lock();
         let cancelled = self
             .cancelled_by_user

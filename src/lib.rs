@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod log;
 pub mod manager;
 pub mod registry;
+pub mod session;
 pub mod status;
 pub mod vm;
 pub mod watchdog;

@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::jobs::{Job, Pool};
+use crate::session::{OutputCallback, Session, Streams, Wait};
+use crate::status::bioxen_vm_status as Status;
 use crate::vm::options::{get_bool, get_str, parse_object, reject_unknown};
 use crate::vm::{ExecOutput, ExecRequest, Vm, VmOptions};
 use parking_lot::RwLock;
@@ -30,6 +32,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Manager {
     defaults: VmOptions,
     vms: RwLock<HashMap<String, Arc<Vm>>>,
+    sessions: RwLock<HashMap<String, Arc<Session>>>,
     pool: Pool,
     submitted: AtomicU64,
 }
@@ -70,6 +73,7 @@ impl Manager {
         Ok(Manager {
             defaults,
             vms: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(HashMap::new()),
             pool: Pool::new(max_workers, "bioxen-vm"),
             submitted: AtomicU64::new(0),
         })
@@ -116,6 +120,9 @@ impl Manager {
             .remove(vm_id)
             .ok_or_else(|| Error::VmNotFound(format!("VM '{vm_id}' not found")))?;
         self.pool.cancel_queued(vm.serial());
+        if let Some(s) = self.sessions.write().remove(vm_id) {
+            s.terminate();
+        }
         Ok(())
     }
 
@@ -150,8 +157,12 @@ impl Manager {
         let vm = self.get(vm_id)?;
         let mut m = vm.info();
         m.insert("vm_id".into(), vm_id.into());
-        m.insert("session_exists".into(), false.into());
-        m.insert("session_attached".into(), false.into());
+        let session = self.sessions.read().get(vm_id).cloned();
+        m.insert("session_exists".into(), session.is_some().into());
+        m.insert(
+            "session_attached".into(),
+            session.is_some_and(|s| s.is_attached()).into(),
+        );
         m.insert("process_running".into(), false.into());
         m.insert("interactive_capable".into(), true.into());
         Ok(Value::Object(m))
@@ -171,14 +182,16 @@ impl Manager {
         let networked = vms.values().filter(|v| v.options().networked).count();
         let persistent = vms.values().filter(|v| v.options().persistent).count();
         let running = self.pool.pending() as u64;
+        let sessions = self.sessions.read();
+        let attached = sessions.values().filter(|s| s.is_attached()).count();
         let submitted = self.submitted.load(Relaxed);
         json!({
             "total_vms": vms.len(),
             "networked_vms": networked,
             "basic_vms": vms.len() - networked,
             "persistent_vms": persistent,
-            "interactive_sessions": 0,
-            "attached_sessions": 0,
+            "interactive_sessions": sessions.len(),
+            "attached_sessions": attached,
             "running_operations": running,
             "completed_operations": submitted.saturating_sub(running),
             "max_workers": self.pool.max_workers(),
@@ -189,11 +202,158 @@ impl Manager {
     /// Interrupts everything, cancels queued jobs, waits a bounded time for workers and
     /// drops every VM.
     pub fn shutdown(&self) {
+        for (_, s) in self.sessions.write().drain() {
+            s.terminate();
+        }
         let vms: Vec<Arc<Vm>> = self.vms.write().drain().map(|(_, v)| v).collect();
         for vm in &vms {
             vm.interrupt();
         }
         self.pool.shutdown(SHUTDOWN_GRACE);
+    }
+}
+
+/// Interactive sessions (the original's `create_interactive_vm`, `attach_to_vm`, ...).
+impl Manager {
+    /// Creates a VM and its session; `auto_attach` attaches it at once.
+    pub fn create_interactive_vm(
+        &self,
+        vm_id: &str,
+        options_json: &str,
+        auto_attach: bool,
+    ) -> Result<Arc<Session>> {
+        let vm = self.create_vm(vm_id, options_json)?;
+        let session = Session::new(vm_id, vm, auto_attach);
+        self.sessions
+            .write()
+            .insert(vm_id.to_string(), session.clone());
+        Ok(session)
+    }
+
+    /// The session of `vm_id`: "VM 'x' not found" / "No interactive session for VM 'x'".
+    pub fn session(&self, vm_id: &str) -> Result<Arc<Session>> {
+        if let Some(s) = self.sessions.read().get(vm_id) {
+            return Ok(s.clone());
+        }
+        Err(self.no_session(vm_id))
+    }
+
+    fn no_session(&self, vm_id: &str) -> Error {
+        let message = if self.vms.read().contains_key(vm_id) {
+            format!("No interactive session for VM '{vm_id}'")
+        } else {
+            format!("VM '{vm_id}' not found")
+        };
+        Error::Original {
+            status: Status::SessionNotFound,
+            message,
+        }
+    }
+
+    /// Creates a session for an existing VM: "Session 'x' already exists" if it has one.
+    pub fn create_session(&self, vm_id: &str, attach: bool) -> Result<Arc<Session>> {
+        let vm = self.get(vm_id).map_err(|_| self.no_session(vm_id))?;
+        let mut sessions = self.sessions.write();
+        if sessions.contains_key(vm_id) {
+            return Err(Error::Original {
+                status: Status::SessionAlreadyExists,
+                message: format!("Session '{vm_id}' already exists"),
+            });
+        }
+        let s = Session::new(vm_id, vm, attach);
+        sessions.insert(vm_id.to_string(), s.clone());
+        Ok(s)
+    }
+
+    /// Attaches the session of `vm_id`, creating it when the VM has none (as the original's
+    /// `attach_to_vm`); `callback` receives output from now on.
+    pub fn attach(&self, vm_id: &str, callback: Option<OutputCallback>) -> Result<Arc<Session>> {
+        let session = match self.session(vm_id) {
+            Ok(s) => s,
+            Err(_) => match self.create_session(vm_id, false) {
+                Ok(s) => s,
+                // Created by another thread in between.
+                Err(e) if e.status() == Status::SessionAlreadyExists => self.session(vm_id)?,
+                Err(e) => return Err(e),
+            },
+        };
+        session.attach(callback)?;
+        Ok(session)
+    }
+
+    pub fn detach(&self, vm_id: &str) -> Result<()> {
+        self.session(vm_id)?.detach()
+    }
+
+    /// Queues input for the session and returns at once.
+    pub fn send_input(&self, vm_id: &str, input: &[u8]) -> Result<()> {
+        let session = self.session(vm_id)?;
+        if session.send_input(input)? {
+            self.pool.submit(Job::session_input(session))?;
+        }
+        Ok(())
+    }
+
+    /// The original's `execute_interactive_command`: send, wait for the session to be idle
+    /// (up to `timeout`), read everything.
+    pub fn execute_interactive_command(
+        &self,
+        vm_id: &str,
+        command: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<u8>> {
+        let session = self.session(vm_id)?;
+        self.send_input(vm_id, command)?;
+        Ok(session
+            .read(timeout, Wait::Idle, Streams::All)
+            .unwrap_or_default())
+    }
+
+    /// Ends the session of `vm_id` (also while it evaluates); the VM stays.
+    pub fn terminate_session(&self, vm_id: &str) -> Result<()> {
+        let session = self
+            .sessions
+            .write()
+            .remove(vm_id)
+            .ok_or_else(|| self.no_session(vm_id))?;
+        session.terminate();
+        Ok(())
+    }
+
+    /// A new interactive VM `dst` with the options of `src` (not its state).
+    pub fn clone_session(&self, src: &str, dst: &str) -> Result<Arc<Session>> {
+        let vm = self.get(src).map_err(|_| Error::Original {
+            status: Status::SessionNotFound,
+            message: format!("Source VM '{src}' not found"),
+        })?;
+        let options = VmOptions::from_json(&vm.options().to_json(), &VmOptions::default())?;
+        Self::check_id(dst)?;
+        if self.vms.read().contains_key(dst) {
+            return Err(already_exists(dst));
+        }
+        let new_vm = Vm::new(dst, options)?;
+        {
+            let mut vms = self.vms.write();
+            if vms.contains_key(dst) {
+                return Err(already_exists(dst));
+            }
+            vms.insert(dst.to_string(), new_vm.clone());
+        }
+        let session = Session::new(dst, new_vm, true);
+        self.sessions
+            .write()
+            .insert(dst.to_string(), session.clone());
+        Ok(session)
+    }
+
+    /// `{vm_id: {attached, running, last_activity, executions, ...}}`.
+    pub fn list_sessions(&self) -> Value {
+        let sessions = self.sessions.read();
+        let mut m = Map::new();
+        for (id, s) in sessions.iter() {
+            m.insert(id.clone(), s.info());
+        }
+        Value::Object(m)
     }
 }
 

@@ -2,15 +2,16 @@
 //! no logic lives here. Every body runs inside [`boundary::call`].
 
 pub mod boundary;
-pub mod types;
-// Declaration order is the header's order.
 mod general;
 mod job;
 mod manager;
+mod session;
+pub mod types;
 mod vm;
 
 pub use general::*;
 pub use job::*;
 pub use manager::*;
+pub use session::*;
 pub use types::{bioxen_vm_bytes, bioxen_vm_result};
 pub use vm::*;

@@ -12,7 +12,7 @@ mod output;
 mod vm;
 
 pub use options::{Sandbox, VmKind, VmOptions};
-pub use output::{ExecOutput, ExecRequest};
+pub use output::{ExecOutput, ExecRequest, ReplStep};
 pub use vm::{is_blank, Vm};
 
 use crate::error::Result;
@@ -55,6 +55,21 @@ pub trait Backend: Send {
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput>;
+
+    /// Evaluates interactive input the way the standalone `lua` evaluates typed lines:
+    /// `chunk` is the input so far (lines joined with newlines). When `first_line` is set,
+    /// `return <chunk>;` is tried first (a leading `=` stands for `return `), so a bare
+    /// expression yields its value; otherwise the chunk is compiled as it is, and an
+    /// incomplete chunk (a syntax error at `<eof>`) gives [`ReplStep::Incomplete`] without
+    /// running anything. Returned values are printed to stdout; errors (message and
+    /// traceback) go to stderr. Stops as `execute` does.
+    fn repl_eval(
+        &mut self,
+        chunk: &[u8],
+        first_line: bool,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ReplStep>;
 
     /// The handle other threads use to stop running code.
     fn stopper(&self) -> std::sync::Arc<dyn Stopper>;

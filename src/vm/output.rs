@@ -27,3 +27,12 @@ pub struct ExecOutput {
     /// Bytes of output dropped because a stream passed `max_output`.
     pub output_dropped: u64,
 }
+
+/// What evaluating one piece of interactive input did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplStep {
+    /// The chunk is not complete yet: more lines are needed (nothing ran).
+    Incomplete,
+    /// The chunk ran (or failed to compile); its output as for an execution.
+    Ran(ExecOutput),
+}

@@ -7,7 +7,9 @@
 
 use crate::error::{Error, Result};
 use crate::vm::embedded::EmbeddedVm;
-use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmKind, VmOptions};
+use crate::vm::{
+    Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmKind, VmOptions,
+};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
@@ -31,6 +33,28 @@ pub struct Vm {
 }
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// What the counters need to know of an outcome.
+trait Outcome: Sized {
+    /// `None` when nothing ran, else whether it ran successfully.
+    fn ran(r: &Result<Self>) -> Option<bool>;
+}
+
+impl Outcome for ExecOutput {
+    fn ran(r: &Result<Self>) -> Option<bool> {
+        Some(matches!(r, Ok(o) if o.success))
+    }
+}
+
+impl Outcome for ReplStep {
+    fn ran(r: &Result<Self>) -> Option<bool> {
+        match r {
+            Ok(ReplStep::Incomplete) => None,
+            Ok(ReplStep::Ran(o)) => Some(o.success),
+            Err(_) => Some(false),
+        }
+    }
+}
 
 /// Marks the VM poisoned if dropped during a panic.
 struct PoisonGuard<'a>(&'a AtomicBool);
@@ -139,6 +163,38 @@ impl Vm {
                 return Err(Error::invalid("arguments must be a JSON array"));
             }
         }
+        let r = self.locked(timeout, tag, cancel, |b, t| b.execute(req, t, cancel));
+        self.log_outcome(req, &r);
+        r
+    }
+
+    /// Evaluates interactive input (see [`Backend::repl_eval`]) under the VM's lock, with
+    /// the VM's default timeout; `tag` and `cancel` as for [`Vm::execute_tagged`].
+    pub fn repl_eval(
+        &self,
+        chunk: &[u8],
+        first_line: bool,
+        tag: u64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ReplStep> {
+        let r = self.locked(None, tag, cancel, |b, t| {
+            b.repl_eval(chunk, first_line, t, cancel)
+        });
+        if log::log_enabled!(target: "bioxen_vm::vm", log::Level::Trace) {
+            log::trace!(target: "bioxen_vm::vm", "VM '{}' session input: {}", self.name, String::from_utf8_lossy(chunk));
+        }
+        r
+    }
+
+    /// Runs `f` on the backend under the VM's lock: the poisoned check, the busy flag, the
+    /// job tag and its cancel flag, the effective timeout and the counters.
+    fn locked<T: Outcome>(
+        &self,
+        timeout: Option<Duration>,
+        tag: u64,
+        cancel: Option<&AtomicBool>,
+        f: impl FnOnce(&mut dyn Backend, Option<Duration>) -> Result<T>,
+    ) -> Result<T> {
         let mut backend = self.backend.lock();
         if self.poisoned.load(Relaxed) {
             return Err(self.poisoned_error());
@@ -155,21 +211,22 @@ impl Vm {
             }
             *running = tag;
         }
-        let r = backend.execute(req, timeout, cancel);
+        let r = f(&mut **backend, timeout);
         if tag != 0 {
             *self.running_tag.lock() = 0;
         }
         self.busy.store(false, Relaxed);
         // Only the thread holding the backend writes the counters: plain stores suffice.
-        self.executions
-            .store(self.executions.load(Relaxed) + 1, Relaxed);
-        if !matches!(&r, Ok(o) if o.success) {
-            self.failures
-                .store(self.failures.load(Relaxed) + 1, Relaxed);
+        if let Some(ok) = Outcome::ran(&r) {
+            self.executions
+                .store(self.executions.load(Relaxed) + 1, Relaxed);
+            if !ok {
+                self.failures
+                    .store(self.failures.load(Relaxed) + 1, Relaxed);
+            }
         }
         drop(guard);
         drop(backend);
-        self.log_outcome(req, &r);
         r
     }
 

@@ -15,8 +15,10 @@ use mlua::{ffi, Lua};
 use serde_json::Value as Json;
 use std::os::raw::{c_int, c_void};
 
-/// Chunk name used in error messages and tracebacks.
-const CHUNK_NAME: &std::ffi::CStr = c"=(bioxen_vm)";
+/// Chunk name of executed code in error messages and tracebacks.
+pub const CHUNK_NAME: &std::ffi::CStr = c"=(bioxen_vm)";
+/// Chunk name of interactive input, as the standalone `lua` names it.
+pub const REPL_CHUNK_NAME: &std::ffi::CStr = c"=stdin";
 
 /// What compiling produced.
 pub enum Compiled {
@@ -27,8 +29,9 @@ pub enum Compiled {
     OutOfMemory,
 }
 
-/// Compiles text `code` (binary chunks are refused) and keeps it in the registry.
-pub fn compile(lua: &Lua, code: &[u8]) -> mlua::Result<Compiled> {
+/// Compiles text `code` (binary chunks are refused) under chunk name `name` and keeps it in
+/// the registry.
+pub fn compile(lua: &Lua, code: &[u8], name: &std::ffi::CStr) -> mlua::Result<Compiled> {
     let mut out = Compiled::OutOfMemory;
     // SAFETY: runs inside mlua's protected call; `luaL_ref` may raise a memory error, which
     // lands there. The closure holds no value with a destructor while it may raise.
@@ -38,7 +41,7 @@ pub fn compile(lua: &Lua, code: &[u8]) -> mlua::Result<Compiled> {
                 l,
                 code.as_ptr().cast(),
                 code.len(),
-                CHUNK_NAME.as_ptr(),
+                name.as_ptr(),
                 c"t".as_ptr(),
             );
             out = match status {

@@ -15,7 +15,7 @@ pub use values::float_text;
 
 use crate::clock;
 use crate::error::{Error, Result};
-use crate::vm::{Backend, ExecOutput, ExecRequest, StopReason, Stopper, VmOptions};
+use crate::vm::{Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmOptions};
 use crate::watchdog;
 use cache::ChunkCache;
 use call::{Compiled, Ended};
@@ -116,7 +116,7 @@ impl EmbeddedVm {
         if let Some(c) = self.cache.get(code) {
             return Ok(Ok((c, false)));
         }
-        match call::compile(&self.lua, code) {
+        match call::compile(&self.lua, code, call::CHUNK_NAME) {
             Ok(Compiled::Chunk(c)) => {
                 if !self.cache.accepts(code) {
                     return Ok(Ok((c, true)));
@@ -173,6 +173,64 @@ impl EmbeddedVm {
         (ended, reason)
     }
 
+    /// Compiles interactive input (never cached: typed lines rarely repeat).
+    fn compile_repl(&mut self, code: &[u8]) -> Result<Compiled> {
+        match call::compile(&self.lua, code, call::REPL_CHUNK_NAME) {
+            Ok(c) => Ok(c),
+            Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
+            Err(e) => Err(Error::Internal(format!("compiling failed: {e}"))),
+        }
+    }
+
+    /// Runs a compiled chunk and turns its end into the outcome (releasing the chunk
+    /// afterwards when `release` is set).
+    fn run_chunk(
+        &mut self,
+        chunk: c_int,
+        release: bool,
+        args: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+        started: clock::Stamp,
+    ) -> Result<ExecOutput> {
+        let (ended, reason) = self.run(chunk, args, timeout, cancel);
+        if release {
+            // SAFETY: the main state, idle again, owned by this thread.
+            unsafe { call::release(self.main.0, chunk) };
+        }
+        // A stop that arrived while the code ran decides the outcome, even if the chunk then
+        // returned: a `pcall` in tail position can swallow the stop error with no instruction
+        // left to run for the hook.
+        match (ended, reason) {
+            (_, Some(StopReason::Timeout)) => {
+                self.capture().clear();
+                Err(Error::Timeout(format!(
+                    "Lua execution timed out after {} seconds",
+                    seconds_text(timeout.unwrap_or_default())
+                )))
+            }
+            (_, Some(StopReason::Interrupt)) => {
+                self.capture().clear();
+                Err(Error::Interrupted("Lua execution interrupted".into()))
+            }
+            (Ended::Returned, None) => {
+                let cap = self.capture.get_mut();
+                Ok(ExecOutput {
+                    success: true,
+                    return_code: 0,
+                    stdout: exact_copy(&cap.stdout),
+                    stderr: exact_copy(&cap.stderr),
+                    values_json: exact_copy(&self.values_json),
+                    error: None,
+                    duration: clock::since(started),
+                    output_dropped: cap.dropped,
+                })
+            }
+            (Ended::OutOfMemory, None) => Err(self.memory_error("not enough memory".into())),
+            (Ended::Failed(message), None) => Ok(self.failed(message, started)),
+        }
+    }
+
     fn memory_error(&mut self, detail: String) -> Error {
         self.capture().clear();
         // The garbage that hit the limit is unreachable now: give the memory back.
@@ -218,42 +276,42 @@ impl Backend for EmbeddedVm {
             Ok(c) => c,
             Err(syntax) => return Ok(self.failed(syntax, started)),
         };
-        let (ended, reason) = self.run(chunk, req.args, timeout, cancel);
-        if release {
-            // SAFETY: the main state, idle again, owned by this thread.
-            unsafe { call::release(self.main.0, chunk) };
+        self.run_chunk(chunk, release, req.args, timeout, cancel, started)
+    }
+
+    fn repl_eval(
+        &mut self,
+        chunk: &[u8],
+        first_line: bool,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ReplStep> {
+        let started = clock::now();
+        self.capture().clear();
+        let mut compiled = None;
+        if first_line {
+            let body = chunk.strip_prefix(b"=").unwrap_or(chunk);
+            let mut with_return = Vec::with_capacity(body.len() + 8);
+            with_return.extend_from_slice(b"return ");
+            with_return.extend_from_slice(body);
+            with_return.push(b';');
+            if let Compiled::Chunk(c) = self.compile_repl(&with_return)? {
+                compiled = Some(c);
+            }
         }
-        // A stop that arrived while the code ran decides the outcome, even if the chunk then
-        // returned: a `pcall` in tail position can swallow the stop error with no instruction
-        // left to run for the hook.
-        match (ended, reason) {
-            (_, Some(StopReason::Timeout)) => {
-                self.capture().clear();
-                Err(Error::Timeout(format!(
-                    "Lua execution timed out after {} seconds",
-                    seconds_text(timeout.unwrap_or_default())
-                )))
-            }
-            (_, Some(StopReason::Interrupt)) => {
-                self.capture().clear();
-                Err(Error::Interrupted("Lua execution interrupted".into()))
-            }
-            (Ended::Returned, None) => {
-                let cap = self.capture.get_mut();
-                Ok(ExecOutput {
-                    success: true,
-                    return_code: 0,
-                    stdout: exact_copy(&cap.stdout),
-                    stderr: exact_copy(&cap.stderr),
-                    values_json: exact_copy(&self.values_json),
-                    error: None,
-                    duration: clock::since(started),
-                    output_dropped: cap.dropped,
-                })
-            }
-            (Ended::OutOfMemory, None) => Err(self.memory_error("not enough memory".into())),
-            (Ended::Failed(message), None) => Ok(self.failed(message, started)),
-        }
+        let chunk_ref = match compiled {
+            Some(c) => c,
+            None => match self.compile_repl(chunk)? {
+                Compiled::Chunk(c) => c,
+                Compiled::SyntaxError(m) if m.ends_with("<eof>") => {
+                    return Ok(ReplStep::Incomplete)
+                }
+                Compiled::SyntaxError(m) => return Ok(ReplStep::Ran(self.failed(m, started))),
+                Compiled::OutOfMemory => return Err(self.memory_error("not enough memory".into())),
+            },
+        };
+        self.run_chunk(chunk_ref, true, None, timeout, cancel, started)
+            .map(ReplStep::Ran)
     }
 
     fn stopper(&self) -> Arc<dyn Stopper> {

@@ -1,0 +1,433 @@
+//! Interactive sessions: a Lua REPL without a terminal, on top of a VM of any kind.
+//!
+//! A session belongs to one VM and shares its state: what `execute` defines, the session
+//! sees. Input is queued by `send_input` (which never evaluates), and evaluated one line at
+//! a time the way the standalone `lua` evaluates typed lines ([`Vm::repl_eval`]): an
+//! incomplete chunk waits for more lines. Evaluation runs on the manager's worker pool, or
+//! on a thread that waits for the session to go idle (it does the work itself instead of
+//! waiting for a worker: no hand-off, no thread per session, nothing running while idle).
+//!
+//! Output is kept in order, stdout and stderr tagged, in a buffer bounded to `max_output`
+//! bytes: when it is full the oldest output is dropped and counted. A callback, when set,
+//! also receives each piece of output as it is produced.
+
+use crate::error::{Error, Result};
+use crate::status::bioxen_vm_status as Status;
+use crate::vm::{ReplStep, Vm};
+use parking_lot::{Condvar, Mutex};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// An output stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Stream {
+    Stdout = 1,
+    Stderr = 2,
+}
+
+/// Which output `read` takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Streams {
+    /// Both, merged in the order they were produced.
+    All,
+    Only(Stream),
+}
+
+/// What `read` waits for before taking the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Until all queued input is evaluated (or the time is up).
+    Idle,
+    /// Until there is any output (or the session is idle, or the time is up).
+    AnyOutput,
+}
+
+/// Receives output as it is produced: (vm id, stream, bytes). Called on the evaluating
+/// thread, without the session's lock held.
+pub type OutputCallback = Arc<dyn Fn(&str, Stream, &[u8]) + Send + Sync>;
+
+/// Default bound of a session's output buffer.
+pub const DEFAULT_MAX_BUFFERED: usize = 16 << 20;
+
+struct Buffer {
+    chunks: VecDeque<(Stream, Vec<u8>)>,
+    bytes: usize,
+    max: usize,
+    dropped: u64,
+}
+
+impl Buffer {
+    fn push(&mut self, stream: Stream, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        let data = if data.len() > self.max {
+            self.dropped += (data.len() - self.max) as u64;
+            &data[data.len() - self.max..]
+        } else {
+            data
+        };
+        while self.bytes + data.len() > self.max {
+            match self.chunks.pop_front() {
+                Some((_, c)) => {
+                    self.bytes -= c.len();
+                    self.dropped += c.len() as u64;
+                }
+                None => break,
+            }
+        }
+        self.bytes += data.len();
+        match self.chunks.back_mut() {
+            Some((s, c)) if *s == stream => c.extend_from_slice(data),
+            _ => self.chunks.push_back((stream, data.to_vec())),
+        }
+    }
+
+    fn has(&self, which: Streams) -> bool {
+        match which {
+            Streams::All => !self.chunks.is_empty(),
+            Streams::Only(s) => self.chunks.iter().any(|(x, _)| *x == s),
+        }
+    }
+
+    fn take(&mut self, which: Streams) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut keep = VecDeque::new();
+        for (s, c) in self.chunks.drain(..) {
+            if which == Streams::All || which == Streams::Only(s) {
+                out.extend_from_slice(&c);
+            } else {
+                keep.push_back((s, c));
+            }
+        }
+        self.bytes = keep.iter().map(|(_, c)| c.len()).sum();
+        self.chunks = keep;
+        out
+    }
+}
+
+struct State {
+    attached: bool,
+    terminated: bool,
+    /// Complete lines waiting to be evaluated.
+    queue: VecDeque<Vec<u8>>,
+    /// Lines of an incomplete chunk so far.
+    pending: Vec<u8>,
+    /// A thread is evaluating input now.
+    evaluating: bool,
+    /// A pool job that will evaluate the queue is scheduled.
+    scheduled: bool,
+    out: Buffer,
+    executions: u64,
+    last_activity: f64,
+}
+
+/// One interactive session.
+pub struct Session {
+    vm_id: String,
+    vm: Arc<Vm>,
+    state: Mutex<State>,
+    changed: Condvar,
+    callback: Mutex<Option<OutputCallback>>,
+}
+
+fn now_epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The chunk to evaluate for the next `line`: the incomplete chunk so far plus the line;
+/// and whether it is a first line (so `return <line>` is tried).
+fn next_chunk(st: &mut State, line: &[u8]) -> (Vec<u8>, bool) {
+    let first = st.pending.is_empty();
+    let mut chunk = std::mem::take(&mut st.pending);
+    if !first {
+        chunk.push(b'\n');
+    }
+    chunk.extend_from_slice(line);
+    (chunk, first)
+}
+
+fn session_error(status: Status, message: String) -> Error {
+    Error::Original { status, message }
+}
+
+impl Session {
+    pub fn new(vm_id: &str, vm: Arc<Vm>, attached: bool) -> Arc<Session> {
+        let max = vm.options().max_output.max(1);
+        Arc::new(Session {
+            vm_id: vm_id.to_string(),
+            vm,
+            state: Mutex::new(State {
+                attached,
+                terminated: false,
+                queue: VecDeque::new(),
+                pending: Vec::new(),
+                evaluating: false,
+                scheduled: false,
+                out: Buffer {
+                    chunks: VecDeque::new(),
+                    bytes: 0,
+                    max,
+                    dropped: 0,
+                },
+                executions: 0,
+                last_activity: now_epoch(),
+            }),
+            changed: Condvar::new(),
+            callback: Mutex::new(None),
+        })
+    }
+
+    pub fn vm(&self) -> &Arc<Vm> {
+        &self.vm
+    }
+
+    pub fn vm_id(&self) -> &str {
+        &self.vm_id
+    }
+
+    /// Attaches the session; `callback` (if any) receives output from now on.
+    pub fn attach(&self, callback: Option<OutputCallback>) -> Result<()> {
+        let mut st = self.state.lock();
+        self.check_live(&st)?;
+        if st.attached {
+            return Err(session_error(
+                Status::AttachError,
+                format!("Session '{}' is already attached", self.vm_id),
+            ));
+        }
+        st.attached = true;
+        *self.callback.lock() = callback;
+        Ok(())
+    }
+
+    pub fn detach(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if !st.attached {
+            return Err(session_error(
+                Status::DetachError,
+                format!("Session '{}' is not attached", self.vm_id),
+            ));
+        }
+        st.attached = false;
+        *self.callback.lock() = None;
+        Ok(())
+    }
+
+    pub fn is_attached(&self) -> bool {
+        self.state.lock().attached
+    }
+
+    /// Replaces the output callback (`None` removes it).
+    pub fn set_callback(&self, callback: Option<OutputCallback>) {
+        *self.callback.lock() = callback;
+    }
+
+    fn check_live(&self, st: &State) -> Result<()> {
+        if st.terminated {
+            return Err(session_error(
+                Status::SessionStateError,
+                format!("Session '{}' has been terminated", self.vm_id),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Queues input (one or more lines; a last line without a newline counts as a line).
+    /// Returns whether a pool job must be scheduled to evaluate it.
+    pub fn send_input(&self, input: &[u8]) -> Result<bool> {
+        let mut st = self.state.lock();
+        self.check_live(&st)?;
+        let mut rest = input;
+        while !rest.is_empty() {
+            let (line, next) = match rest.iter().position(|b| *b == b'\n') {
+                Some(i) => (&rest[..i], &rest[i + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            st.queue.push_back(line.to_vec());
+            rest = next;
+        }
+        if input.is_empty() {
+            // An empty line, as pressing enter in the REPL.
+            st.queue.push_back(Vec::new());
+        }
+        st.last_activity = now_epoch();
+        let schedule = !st.evaluating && !st.scheduled;
+        if schedule {
+            st.scheduled = true;
+        }
+        Ok(schedule)
+    }
+
+    /// Evaluates queued input until the queue is empty (called by a pool job, with the job's
+    /// tag and cancel flag, or by a waiting reader with tag 0). Returns at once if another
+    /// thread is evaluating.
+    pub fn drain(&self, from_pool: bool) {
+        {
+            let mut st = self.state.lock();
+            if from_pool {
+                st.scheduled = false;
+            }
+            if st.evaluating {
+                return;
+            }
+            st.evaluating = true;
+        }
+        loop {
+            let (chunk, first) = {
+                let mut st = self.state.lock();
+                let line = if st.terminated {
+                    None
+                } else {
+                    st.queue.pop_front()
+                };
+                let Some(line) = line else {
+                    st.queue.clear();
+                    st.evaluating = false;
+                    self.changed.notify_all();
+                    return;
+                };
+                next_chunk(&mut st, &line)
+            };
+            let r = self.vm.repl_eval(&chunk, first, 0, None);
+            self.record(chunk, r);
+        }
+    }
+
+    fn record(&self, chunk: Vec<u8>, r: Result<ReplStep>) {
+        let (stdout, stderr) = match r {
+            Ok(ReplStep::Incomplete) => {
+                let mut st = self.state.lock();
+                if !st.terminated {
+                    st.pending = chunk;
+                }
+                return;
+            }
+            Ok(ReplStep::Ran(o)) => (o.stdout, o.stderr),
+            Err(e) => (Vec::new(), format!("{e}\n").into_bytes()),
+        };
+        let callback = self.callback.lock().clone();
+        if let Some(cb) = &callback {
+            cb(&self.vm_id, Stream::Stdout, &stdout);
+            cb(&self.vm_id, Stream::Stderr, &stderr);
+        }
+        let mut st = self.state.lock();
+        st.out.push(Stream::Stdout, &stdout);
+        st.out.push(Stream::Stderr, &stderr);
+        st.executions += 1;
+        st.last_activity = now_epoch();
+        self.changed.notify_all();
+    }
+
+    /// Whether all queued input has been evaluated.
+    pub fn is_idle(&self) -> bool {
+        let st = self.state.lock();
+        st.queue.is_empty() && !st.evaluating
+    }
+
+    /// Waits up to `timeout` (evaluating queued input on this thread when nobody else is)
+    /// for `wait`, then takes the buffered output of `which`. `None` when there is none.
+    pub fn read(&self, timeout: Duration, wait: Wait, which: Streams) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        if !timeout.is_zero() {
+            loop {
+                {
+                    let mut st = self.state.lock();
+                    let idle = st.queue.is_empty() && !st.evaluating;
+                    if idle || (wait == Wait::AnyOutput && st.out.has(which)) {
+                        break;
+                    }
+                    if st.evaluating || st.terminated {
+                        if self.changed.wait_until(&mut st, deadline).timed_out() {
+                            break;
+                        }
+                        continue;
+                    }
+                }
+                // Nobody is evaluating: do it here rather than wait for a worker. (The pool
+                // job that was scheduled will find the queue empty.)
+                if wait == Wait::Idle {
+                    self.drain(false);
+                } else {
+                    self.drain_one();
+                }
+                if Instant::now() >= deadline {
+                    break;
+                }
+            }
+        }
+        let mut st = self.state.lock();
+        if !st.out.has(which) {
+            return None;
+        }
+        Some(st.out.take(which))
+    }
+
+    /// Evaluates one queued line on this thread, if nobody is evaluating.
+    fn drain_one(&self) {
+        let (chunk, first) = {
+            let mut st = self.state.lock();
+            if st.evaluating || st.terminated {
+                return;
+            }
+            let Some(line) = st.queue.pop_front() else {
+                return;
+            };
+            st.evaluating = true;
+            next_chunk(&mut st, &line)
+        };
+        let r = self.vm.repl_eval(&chunk, first, 0, None);
+        self.record(chunk, r);
+        let mut st = self.state.lock();
+        st.evaluating = false;
+        self.changed.notify_all();
+    }
+
+    /// Stops the evaluation running now (the session and its state stay); input queued
+    /// behind it and an incomplete chunk are discarded, as Ctrl-C does in the REPL.
+    pub fn interrupt(&self) -> bool {
+        {
+            let mut st = self.state.lock();
+            st.queue.clear();
+            st.pending.clear();
+        }
+        self.vm.interrupt()
+    }
+
+    /// Ends the session: queued input is discarded and running evaluation interrupted.
+    pub fn terminate(&self) {
+        {
+            let mut st = self.state.lock();
+            st.terminated = true;
+            st.attached = false;
+            st.queue.clear();
+            st.pending.clear();
+            self.changed.notify_all();
+        }
+        *self.callback.lock() = None;
+        self.vm.interrupt();
+    }
+
+    /// Facts for `list_sessions`.
+    pub fn info(&self) -> serde_json::Value {
+        let st = self.state.lock();
+        serde_json::json!({
+            "attached": st.attached,
+            "running": st.evaluating || !st.queue.is_empty(),
+            "idle": st.queue.is_empty() && !st.evaluating,
+            "last_activity": st.last_activity,
+            "executions": st.executions,
+            "queued_lines": st.queue.len(),
+            "incomplete_input": !st.pending.is_empty(),
+            "buffered_bytes": st.out.bytes,
+            "dropped_bytes": st.out.dropped,
+            "terminated": st.terminated,
+        })
+    }
+}
