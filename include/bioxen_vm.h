@@ -284,6 +284,139 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Creates `count` VMs named `<cluster_id>_000`, `<cluster_id>_001`, ... (options as for
+ * `bioxen_vm_manager_create_vm`) and writes their ids as a JSON array to `*out_ids_json`
+ * (free with `bioxen_vm_bytes_free`). All or none: on failure, none is left behind.
+ * Statuses: those of `bioxen_vm_manager_create_vm`; INVALID_ARGUMENT for a count of 0 or
+ * over 100000.
+ *
+ * # Safety
+ * `cluster_id` must be NUL-terminated; `options_json` NULL or NUL-terminated;
+ * `out_ids_json` valid for writes.
+ */
+int32_t bioxen_vm_manager_create_cluster(uint64_t manager,
+                                         const char *cluster_id,
+                                         size_t count,
+                                         const char *options_json,
+                                         struct bioxen_vm_bytes *out_ids_json);
+
+/**
+ * `bioxen_vm_manager_create_cluster` for interactive VMs: each gets a session, not
+ * attached (the original's `bulk_create_interactive_cluster`).
+ *
+ * # Safety
+ * As `bioxen_vm_manager_create_cluster`.
+ */
+int32_t bioxen_vm_manager_create_interactive_cluster(uint64_t manager,
+                                                     const char *cluster_id,
+                                                     size_t count,
+                                                     const char *options_json,
+                                                     struct bioxen_vm_bytes *out_ids_json);
+
+/**
+ * Queues `code` (arguments and timeout as for `bioxen_vm_manager_execute_async`) on every
+ * VM whose id matches `pattern` (fnmatch: `*`, `?`, `[...]`, `[!...]`) and writes
+ * `{vm_id: job_handle}` as JSON to `*out_jobs_json` (free with `bioxen_vm_bytes_free`).
+ * The caller owns every job handle in it and frees each with `bioxen_vm_job_free`.
+ * Statuses: those of `bioxen_vm_manager_execute_async`; VM_NOT_FOUND ("No VMs found
+ * matching pattern: …").
+ *
+ * # Safety
+ * `pattern` must be NUL-terminated; `code` must point to `code_len` bytes; `args_json`
+ * NULL or NUL-terminated; `out_jobs_json` valid for writes.
+ */
+int32_t bioxen_vm_manager_broadcast(uint64_t manager,
+                                    const char *pattern,
+                                    const char *code,
+                                    size_t code_len,
+                                    const char *args_json,
+                                    uint64_t timeout_ms,
+                                    struct bioxen_vm_bytes *out_jobs_json);
+
+/**
+ * Waits, up to `timeout_ms` in all (0: no limit), for the jobs of `jobs_json` (an object
+ * `{vm_id: job_handle}` as `bioxen_vm_manager_broadcast` writes it; the handles stay the
+ * caller's) and writes `{vm_id: result}` as JSON to `*out_results_json`: each result is
+ * `{success, return_code, stdout, stderr, values, error, duration}`, or for a job that
+ * failed, was cancelled or is still running `{success: false, return_code: -1, stdout: "",
+ * stderr: message, error: message, status: STATUS_NAME}` (the original's shape).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT (not such an object),
+ * INVALID_HANDLE (a handle that is not a live job).
+ *
+ * # Safety
+ * `jobs_json` must be NUL-terminated; `out_results_json` valid for writes.
+ */
+int32_t bioxen_vm_wait_for_cluster(const char *jobs_json,
+                                   uint64_t timeout_ms,
+                                   struct bioxen_vm_bytes *out_results_json);
+
+/**
+ * Writes `{vm_id: status}` for the VMs matching `pattern` as JSON (free with
+ * `bioxen_vm_bytes_free`); statuses as `bioxen_vm_manager_vm_status`.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+ *
+ * # Safety
+ * `pattern` must be NUL-terminated; `out_json` valid for writes.
+ */
+int32_t bioxen_vm_manager_cluster_status(uint64_t manager,
+                                         const char *pattern,
+                                         struct bioxen_vm_bytes *out_json);
+
+/**
+ * Removes every VM matching `pattern` (as `bioxen_vm_manager_remove_vm`) and writes how
+ * many to `*out_removed` (NULL allowed).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+ *
+ * # Safety
+ * `pattern` must be NUL-terminated; `out_removed` NULL or valid for writes.
+ */
+int32_t bioxen_vm_manager_cleanup_cluster(uint64_t manager,
+                                          const char *pattern,
+                                          size_t *out_removed);
+
+/**
+ * Sends `command` to every attached session whose VM id matches `pattern`, waits up to
+ * `timeout_ms` (0: no limit) for each to be idle, and writes `{vm_id: output}` as JSON
+ * (free with `bioxen_vm_bytes_free`).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, VM_NOT_FOUND ("No attached
+ * sessions found matching pattern: …").
+ *
+ * # Safety
+ * `pattern` must be NUL-terminated; `command` must point to `len` bytes; `out_json` valid
+ * for writes.
+ */
+int32_t bioxen_vm_manager_broadcast_to_sessions(uint64_t manager,
+                                                const char *pattern,
+                                                const char *command,
+                                                size_t len,
+                                                uint64_t timeout_ms,
+                                                struct bioxen_vm_bytes *out_json);
+
+/**
+ * Interrupts code running on the manager's VMs, cancels their jobs, ends their sessions
+ * and removes them all, without waiting for anything: it returns at once whatever runs.
+ * The manager stays usable (unlike `bioxen_vm_manager_free`). Writes how many VMs were
+ * removed (NULL allowed).
+ * Statuses: OK, INVALID_HANDLE.
+ *
+ * # Safety
+ * `out_removed` NULL or valid for writes.
+ */
+int32_t bioxen_vm_manager_shutdown_all(uint64_t manager, size_t *out_removed);
+
+/**
+ * Writes the original's `list_persistent_vms` as JSON (free with `bioxen_vm_bytes_free`):
+ * `{vm_id: {created_at, vm_type, networked, interactive_capable, session_active,
+ * vm_class, session_attached, process_running, vm_exists}}` for VMs created with
+ * `persistent` or as interactive VMs.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
+ *
+ * # Safety
+ * `out_json` must be valid for writes.
+ */
+int32_t bioxen_vm_manager_list_persistent_vms(uint64_t manager, struct bioxen_vm_bytes *out_json);
+
+/**
  * The library's version, e.g. "0.1.0". Static: never free it.
  */
 const char *bioxen_vm_version(void);
@@ -495,6 +628,42 @@ int32_t bioxen_vm_manager_list_vms(uint64_t manager, struct bioxen_vm_bytes *out
  * `out_json` must be valid for writes.
  */
 int32_t bioxen_vm_manager_stats(uint64_t manager, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Waits, up to `timeout_ms` in all (0: no limit), for every unfinished async job of the VM
+ * `vm_id` and writes the outcome of the most recent one to `*out_result` (free with
+ * `bioxen_vm_result_free`); the original's `wait_for_vm`, without losing earlier jobs.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT ("No running
+ * operation found for VM 'x'"), WAIT_TIMEOUT, CANCELLED, and the job's own failure.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `out_result` valid for writes.
+ */
+int32_t bioxen_vm_manager_wait_for_vm(uint64_t manager,
+                                      const char *vm_id,
+                                      uint64_t timeout_ms,
+                                      struct bioxen_vm_result *out_result);
+
+/**
+ * Cancels every unfinished async job of the VM `vm_id` (queued ones will not run, a
+ * running one is interrupted) and writes whether one was (NULL allowed).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `out_cancelled` NULL or valid for writes.
+ */
+int32_t bioxen_vm_manager_cancel_vm(uint64_t manager, const char *vm_id, bool *out_cancelled);
+
+/**
+ * Writes the status of the VM's async work as a static string (never freed): "idle" (no
+ * job yet), "running" (a job queued or running), else the most recent job's "done" or
+ * "cancelled".
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+ *
+ * # Safety
+ * `vm_id` must be NUL-terminated; `out_status` valid for writes.
+ */
+int32_t bioxen_vm_manager_vm_status(uint64_t manager, const char *vm_id, const char **out_status);
 
 /**
  * Creates a VM named `vm_id` (options as for `bioxen_vm_manager_create_vm`) with an

@@ -9,6 +9,7 @@
 #![allow(non_camel_case_types)]
 
 pub mod clock;
+pub mod cluster;
 pub mod error;
 pub mod ffi;
 pub mod jobs;

@@ -2,7 +2,7 @@
 //! `VMManager`. The ffi layer calls this; it holds no C types.
 
 use crate::error::{Error, Result};
-use crate::jobs::{Job, Pool};
+use crate::jobs::{Job, JobStatus, Pool};
 use crate::session::{OutputCallback, Session, Streams, Wait};
 use crate::status::bioxen_vm_status as Status;
 use crate::vm::options::{get_bool, get_str, parse_object, reject_unknown};
@@ -31,8 +31,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Manager {
     defaults: VmOptions,
-    vms: RwLock<HashMap<String, Arc<Vm>>>,
-    sessions: RwLock<HashMap<String, Arc<Session>>>,
+    pub(crate) vms: RwLock<HashMap<String, Arc<Vm>>>,
+    pub(crate) sessions: RwLock<HashMap<String, Arc<Session>>>,
+    /// Each VM's jobs: every unfinished one, and the most recent one (for its status and
+    /// result). Nothing is overwritten when several jobs run on one VM.
+    jobs: parking_lot::Mutex<HashMap<String, Vec<Arc<Job>>>>,
     pool: Pool,
     submitted: AtomicU64,
 }
@@ -74,12 +77,13 @@ impl Manager {
             defaults,
             vms: RwLock::new(HashMap::new()),
             sessions: RwLock::new(HashMap::new()),
+            jobs: parking_lot::Mutex::new(HashMap::new()),
             pool: Pool::new(max_workers, "bioxen-vm"),
             submitted: AtomicU64::new(0),
         })
     }
 
-    fn check_id(vm_id: &str) -> Result<()> {
+    pub(crate) fn check_id(vm_id: &str) -> Result<()> {
         if vm_id.is_empty() {
             return Err(Error::invalid("VM id must not be empty"));
         }
@@ -123,6 +127,7 @@ impl Manager {
         if let Some(s) = self.sessions.write().remove(vm_id) {
             s.terminate();
         }
+        self.jobs.lock().remove(vm_id);
         Ok(())
     }
 
@@ -145,7 +150,55 @@ impl Manager {
         let vm = self.get(vm_id)?;
         let job = submit(&self.pool, vm, code, args, timeout)?;
         self.submitted.fetch_add(1, Relaxed);
+        let mut jobs = self.jobs.lock();
+        let list = jobs.entry(vm_id.to_string()).or_default();
+        list.retain(|j| j.status() == JobStatus::Running);
+        list.push(job.clone());
         Ok(job)
+    }
+
+    /// The VM's tracked jobs, oldest first (unfinished ones and the most recent one).
+    fn jobs_of(&self, vm_id: &str) -> Vec<Arc<Job>> {
+        self.jobs.lock().get(vm_id).cloned().unwrap_or_default()
+    }
+
+    /// Waits (up to `timeout` in all) for every unfinished job of the VM and returns the
+    /// outcome of the most recent one (the original's `wait_for_vm`).
+    pub fn wait_for_vm(&self, vm_id: &str, timeout: Option<Duration>) -> Result<ExecOutput> {
+        let jobs = self.jobs_of(vm_id);
+        let Some(last) = jobs.last() else {
+            return Err(Error::invalid(format!(
+                "No running operation found for VM '{vm_id}'"
+            )));
+        };
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        for j in &jobs[..jobs.len() - 1] {
+            match j.wait(left()) {
+                Err(e @ Error::WaitTimeout(_)) => return Err(e),
+                _ => continue,
+            }
+        }
+        last.wait(left())
+    }
+
+    /// Cancels every unfinished job of the VM; whether one was.
+    pub fn cancel_vm(&self, vm_id: &str) -> bool {
+        let mut any = false;
+        for j in self.jobs_of(vm_id) {
+            any |= j.cancel();
+        }
+        any
+    }
+
+    /// `idle` (no job yet), `running` (one unfinished), else the most recent job's status
+    /// (`done` or `cancelled`).
+    pub fn vm_status(&self, vm_id: &str) -> &'static str {
+        let jobs = self.jobs_of(vm_id);
+        if jobs.iter().any(|j| j.status() == JobStatus::Running) {
+            return "running";
+        }
+        jobs.last().map_or("idle", |j| j.status().name())
     }
 
     pub fn interrupt(&self, vm_id: &str) -> Result<bool> {
@@ -222,7 +275,10 @@ impl Manager {
         options_json: &str,
         auto_attach: bool,
     ) -> Result<Arc<Session>> {
-        let vm = self.create_vm(vm_id, options_json)?;
+        // Interactive VMs are persistent, as in the original.
+        let mut map = parse_object(options_json, "VM options")?;
+        map.entry("persistent").or_insert(Value::Bool(true));
+        let vm = self.create_vm(vm_id, &Value::Object(map).to_string())?;
         let session = Session::new(vm_id, vm, auto_attach);
         self.sessions
             .write()

@@ -223,3 +223,75 @@ pub unsafe extern "C" fn bioxen_vm_manager_stats(
         Ok(())
     })
 }
+
+/// Waits, up to `timeout_ms` in all (0: no limit), for every unfinished async job of the VM
+/// `vm_id` and writes the outcome of the most recent one to `*out_result` (free with
+/// `bioxen_vm_result_free`); the original's `wait_for_vm`, without losing earlier jobs.
+/// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT ("No running
+/// operation found for VM 'x'"), WAIT_TIMEOUT, CANCELLED, and the job's own failure.
+///
+/// # Safety
+/// `vm_id` must be NUL-terminated; `out_result` valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_manager_wait_for_vm(
+    manager: u64,
+    vm_id: *const c_char,
+    timeout_ms: u64,
+    out_result: *mut bioxen_vm_result,
+) -> i32 {
+    call(|| {
+        let id = text(vm_id, "vm_id")?;
+        let out_result = out(out_result, "out_result")?;
+        let o = registry::manager(manager)?.wait_for_vm(id, ms_timeout(timeout_ms))?;
+        *out_result = o.into();
+        Ok(())
+    })
+}
+
+/// Cancels every unfinished async job of the VM `vm_id` (queued ones will not run, a
+/// running one is interrupted) and writes whether one was (NULL allowed).
+/// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+///
+/// # Safety
+/// `vm_id` must be NUL-terminated; `out_cancelled` NULL or valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_manager_cancel_vm(
+    manager: u64,
+    vm_id: *const c_char,
+    out_cancelled: *mut bool,
+) -> i32 {
+    call(|| {
+        let id = text(vm_id, "vm_id")?;
+        let c = registry::manager(manager)?.cancel_vm(id);
+        if let Some(o) = opt_out(out_cancelled) {
+            *o = c;
+        }
+        Ok(())
+    })
+}
+
+/// Writes the status of the VM's async work as a static string (never freed): "idle" (no
+/// job yet), "running" (a job queued or running), else the most recent job's "done" or
+/// "cancelled".
+/// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE.
+///
+/// # Safety
+/// `vm_id` must be NUL-terminated; `out_status` valid for writes.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_manager_vm_status(
+    manager: u64,
+    vm_id: *const c_char,
+    out_status: *mut *const c_char,
+) -> i32 {
+    call(|| {
+        let id = text(vm_id, "vm_id")?;
+        let out_status = out(out_status, "out_status")?;
+        *out_status = match registry::manager(manager)?.vm_status(id) {
+            "running" => c"running".as_ptr(),
+            "done" => c"done".as_ptr(),
+            "cancelled" => c"cancelled".as_ptr(),
+            _ => c"idle".as_ptr(),
+        };
+        Ok(())
+    })
+}

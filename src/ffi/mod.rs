@@ -2,6 +2,7 @@
 //! no logic lives here. Every body runs inside [`boundary::call`].
 
 pub mod boundary;
+mod cluster;
 mod general;
 mod job;
 mod manager;
@@ -9,6 +10,7 @@ mod session;
 pub mod types;
 mod vm;
 
+pub use cluster::*;
 pub use general::*;
 pub use job::*;
 pub use manager::*;
