@@ -301,7 +301,7 @@ impl Session {
     }
 
     fn record(&self, chunk: Vec<u8>, r: Result<ReplStep>) {
-        let (stdout, stderr) = match r {
+        let (stdout, stderr, dropped) = match r {
             Ok(ReplStep::Incomplete) => {
                 let mut st = self.state.lock();
                 if !st.terminated {
@@ -309,8 +309,8 @@ impl Session {
                 }
                 return;
             }
-            Ok(ReplStep::Ran(o)) => (o.stdout, o.stderr),
-            Err(e) => (Vec::new(), format!("{e}\n").into_bytes()),
+            Ok(ReplStep::Ran(o)) => (o.stdout, o.stderr, o.output_dropped),
+            Err(e) => (Vec::new(), format!("{e}\n").into_bytes(), 0),
         };
         let callback = self.callback.lock().clone();
         if let Some(cb) = &callback {
@@ -318,6 +318,8 @@ impl Session {
             cb(&self.vm_id, Stream::Stderr, &stderr);
         }
         let mut st = self.state.lock();
+        // What one evaluation printed past the VM's max_output never got here: count it.
+        st.out.dropped += dropped;
         st.out.push(Stream::Stdout, &stdout);
         st.out.push(Stream::Stderr, &stderr);
         st.executions += 1;
