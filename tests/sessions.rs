@@ -391,3 +391,19 @@ fn list_clone_and_counters() {
     assert_eq!(stats["interactive_sessions"], 3);
     assert_eq!(stats["attached_sessions"], 2);
 }
+
+#[test]
+fn one_megabyte_input_lines() {
+    let m = Mgr::new();
+    m.interactive("big", true);
+    let payload = "x".repeat(1 << 20);
+    // A 1 MB expression line, then a 1 MB statement line.
+    assert_eq!(m.command("big", &format!("#'{payload}'")), "1048576\n");
+    assert_eq!(m.command("big", &format!("s = '{payload}'")), "");
+    assert_eq!(m.command("big", "#s"), "1048576\n");
+    // A 1 MB line of a multi-line chunk.
+    m.send("big", "t = {\n");
+    m.send("big", &format!("'{payload}',\n"));
+    assert_eq!(m.command("big", "}"), "");
+    assert_eq!(m.command("big", "#t[1]"), "1048576\n");
+}
