@@ -1,0 +1,1003 @@
+//! Benchmarks of bioxen_vm's interactive sessions through its exported C ABI, each measured
+//! side by side with the same work on raw mlua (the same vendored Lua 5.4 build, linked
+//! into this binary).
+//!
+//! Run with `cargo bench --bench sessions`. Options after `--`:
+//! - `--markdown <path>`: also write the table as Markdown to `<path>`;
+//! - `--quick`: fewer samples (a smoke run; the numbers are not meant to be quoted);
+//! - `--only <section>`: run one section (`round-trip`, `memory`, `idle`);
+//! - `--no-wait`: skip the wait for a quiet machine (for profiling runs only).
+//!
+//! Method:
+//! - Before each section the machine must be quiet: other processes may use at most 20% of
+//!   its CPU over a 1 s window. The harness waits up to 30 s for that, then runs anyway and
+//!   says so. The CPU share other processes used while the section ran is reported with it.
+//! - Round trips: both sides are warmed up, then timed samples alternate between bioxen_vm
+//!   and the anchor (the order flips on every sample). A sample times a batch of round
+//!   trips and divides by the batch size; median and p99 (nearest rank) are taken over the
+//!   samples.
+//! - Memory and idle CPU are measured in fresh child processes (this binary re-executed
+//!   with `--mem-child` or `--idle-child`), 10,000 sessions (or raw states) each: RSS delta
+//!   from `/proc/self/status` divided by 10,000; CPU time of the whole process from
+//!   `getrusage(RUSAGE_SELF)` over 2 s of sleeping; `Threads` from `/proc/self/status`.
+
+use bioxen_vm::ffi::{
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_last_error_message,
+    bioxen_vm_manager_create_interactive_vm, bioxen_vm_manager_execute_interactive_command,
+    bioxen_vm_manager_free, bioxen_vm_manager_new, bioxen_vm_manager_read_output,
+    bioxen_vm_manager_send_input,
+};
+use mlua::{Lua, MultiValue};
+use std::ffi::{c_long, CStr, CString};
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Other processes' CPU share above which the machine counts as busy.
+const BUSY_SHARE: f64 = 0.20;
+/// Longest wait for a quiet machine before a section.
+const MAX_QUIET_WAIT: Duration = Duration::from_secs(30);
+/// Sessions (or raw states) kept alive for the memory and idle measurements.
+const SESSIONS: usize = 10_000;
+/// How long the idle measurement sleeps.
+const IDLE_WINDOW: Duration = Duration::from_secs(2);
+/// The manager's pool size in the idle measurement (the default).
+const MAX_WORKERS: usize = 10;
+/// `read_output`'s wait for the session to be idle.
+const READ_TIMEOUT_MS: u64 = 1000;
+
+const INCREMENT: &str = "x = x + 1\n";
+const PRINT: &str = "print(x)\n";
+
+// ---------------------------------------------------------------------------------------
+// The library, through its C ABI
+
+fn last_error() -> String {
+    let p = bioxen_vm_last_error_message();
+    if p.is_null() {
+        return "(no message)".into();
+    }
+    // SAFETY: the library returns a NUL-terminated string valid until this thread's next call.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).expect("no NUL inside")
+}
+
+/// A manager created with `bioxen_vm_manager_new` and freed with `bioxen_vm_manager_free`.
+struct LibManager(u64);
+
+impl LibManager {
+    fn new(options: &str) -> Self {
+        let o = cstring(options);
+        let mut h = 0u64;
+        // SAFETY: `o` is NUL-terminated; `h` is valid for writes.
+        let st = unsafe { bioxen_vm_manager_new(o.as_ptr(), &mut h) };
+        assert_eq!(st, 0, "bioxen_vm_manager_new failed: {}", last_error());
+        LibManager(h)
+    }
+
+    fn create_session(&self, id: &CStr) {
+        // SAFETY: `id` is NUL-terminated; NULL options are allowed.
+        let st = unsafe {
+            bioxen_vm_manager_create_interactive_vm(self.0, id.as_ptr(), std::ptr::null(), false)
+        };
+        assert_eq!(
+            st,
+            0,
+            "bioxen_vm_manager_create_interactive_vm failed: {}",
+            last_error()
+        );
+    }
+
+    /// One round trip as a C caller does it: `send_input`, then `read_output` (waiting for
+    /// the session to be idle), then `bytes_free`. Returns the status of the first failing
+    /// call, or the number of output bytes read (`-1` when there was no output).
+    #[inline]
+    fn round_trip(&self, id: &CStr, line: &[u8]) -> Result<isize, i32> {
+        // SAFETY: `id` is NUL-terminated; `line` is `line.len()` readable bytes.
+        let st = unsafe {
+            bioxen_vm_manager_send_input(self.0, id.as_ptr(), line.as_ptr().cast(), line.len())
+        };
+        if st != 0 {
+            return Err(st);
+        }
+        let mut out = bioxen_vm_bytes::empty();
+        let mut has = false;
+        // SAFETY: `id` is NUL-terminated; the out-parameters are valid for writes.
+        let st = unsafe {
+            bioxen_vm_manager_read_output(
+                self.0,
+                id.as_ptr(),
+                READ_TIMEOUT_MS,
+                0,
+                &mut out,
+                &mut has,
+            )
+        };
+        if st != 0 {
+            return Err(st);
+        }
+        let n = if has { out.len as isize } else { -1 };
+        // SAFETY: `out` was filled by the library.
+        unsafe { bioxen_vm_bytes_free(&mut out) };
+        Ok(n)
+    }
+
+    /// `execute_interactive_command` + `bytes_free`; returns the output length.
+    #[inline]
+    fn command(&self, id: &CStr, line: &[u8]) -> Result<usize, i32> {
+        let mut out = bioxen_vm_bytes::empty();
+        // SAFETY: `id` is NUL-terminated; `line` is `line.len()` readable bytes; `out` is
+        // valid for writes.
+        let st = unsafe {
+            bioxen_vm_manager_execute_interactive_command(
+                self.0,
+                id.as_ptr(),
+                line.as_ptr().cast(),
+                line.len(),
+                READ_TIMEOUT_MS,
+                &mut out,
+            )
+        };
+        if st != 0 {
+            return Err(st);
+        }
+        let n = out.len;
+        // SAFETY: `out` was filled by the library.
+        unsafe { bioxen_vm_bytes_free(&mut out) };
+        Ok(n)
+    }
+}
+
+impl Drop for LibManager {
+    fn drop(&mut self) {
+        let st = bioxen_vm_manager_free(self.0);
+        assert_eq!(st, 0, "bioxen_vm_manager_free failed: {}", last_error());
+    }
+}
+
+/// Panics with the library's message when a round trip failed or read the wrong amount.
+fn expect_output(r: Result<isize, i32>, want_output: bool, what: &str) {
+    match r {
+        Ok(n) if (n > 0) == want_output => {}
+        Ok(n) => panic!("{what}: read {n} bytes (-1: no output), expected output: {want_output}"),
+        Err(st) => panic!("{what}: status {st}: {}", last_error()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The anchor: raw mlua with `print` appending to a buffer
+
+struct RawRepl {
+    lua: Lua,
+    out: Arc<Mutex<Vec<u8>>>,
+}
+
+impl RawRepl {
+    fn new() -> Self {
+        let lua = Lua::new();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let print = lua
+            .create_function(move |_, args: MultiValue| {
+                let mut buf = sink.lock().unwrap_or_else(|e| e.into_inner());
+                for (i, v) in args.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b'\t');
+                    }
+                    buf.extend_from_slice(v.to_string()?.as_bytes());
+                }
+                buf.push(b'\n');
+                Ok(())
+            })
+            .unwrap();
+        lua.globals().set("print", print).unwrap();
+        RawRepl { lua, out }
+    }
+
+    /// Executes `line`, then takes the print buffer; returns its length.
+    #[inline]
+    fn exec_drain(&self, line: &str) -> usize {
+        self.lua.load(line).exec().expect("anchor line runs");
+        std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner())).len()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics and the paired harness
+
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    median: f64,
+    p99: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    assert!(!v.is_empty());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
+    Stats {
+        median,
+        p99: v[rank - 1],
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    stats(v.to_vec()).median
+}
+
+/// Nanoseconds per operation over one batch.
+#[inline(never)]
+fn time_batch<F: FnMut()>(f: &mut F, batch: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..batch {
+        f();
+    }
+    t.elapsed().as_nanos() as f64 / batch as f64
+}
+
+struct Plan {
+    warmup: usize,
+    samples: usize,
+    batch: usize,
+}
+
+/// Warms up both sides, then takes `samples` batches of each, alternating (and flipping
+/// which goes first on every sample). Returns per-operation statistics for `a` and `b`.
+fn paired<A: FnMut(), B: FnMut()>(p: &Plan, mut a: A, mut b: B) -> (Stats, Stats) {
+    for _ in 0..p.warmup {
+        a();
+        b();
+    }
+    let mut sa = Vec::with_capacity(p.samples);
+    let mut sb = Vec::with_capacity(p.samples);
+    for i in 0..p.samples {
+        if i % 2 == 0 {
+            sa.push(time_batch(&mut a, p.batch));
+            sb.push(time_batch(&mut b, p.batch));
+        } else {
+            sb.push(time_batch(&mut b, p.batch));
+            sa.push(time_batch(&mut a, p.batch));
+        }
+    }
+    (stats(sa), stats(sb))
+}
+
+// ---------------------------------------------------------------------------------------
+// Process and machine measurements
+
+fn proc_status_field(name: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    s.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /proc/self/status"))
+}
+
+fn rss_kib() -> u64 {
+    proc_status_field("VmRSS:")
+}
+
+fn thread_count() -> u64 {
+    proc_status_field("Threads:")
+}
+
+#[repr(C)]
+struct Timeval {
+    tv_sec: c_long,
+    tv_usec: c_long,
+}
+
+#[repr(C)]
+struct Rusage {
+    ru_utime: Timeval,
+    ru_stime: Timeval,
+    rest: [c_long; 14],
+}
+
+extern "C" {
+    fn getrusage(who: i32, usage: *mut Rusage) -> i32;
+}
+
+/// CPU time (user + system) the whole process used so far, in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let mut u = Rusage {
+        ru_utime: Timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        ru_stime: Timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        rest: [0; 14],
+    };
+    // SAFETY: RUSAGE_SELF (0) with a valid `struct rusage` to write (the Linux layout).
+    let st = unsafe { getrusage(0, &mut u) };
+    assert_eq!(st, 0, "getrusage failed");
+    let us = |t: &Timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    (us(&u.ru_utime) + us(&u.ru_stime)) * 1000
+}
+
+#[derive(Clone, Copy)]
+struct CpuSnap {
+    busy: u64,
+    total: u64,
+    own: u64,
+}
+
+fn cpu_snap() -> CpuSnap {
+    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let line = stat.lines().next().expect("cpu line");
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let idle = f[3] + f[4];
+    let total: u64 = f.iter().take(8).sum();
+    let me = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    let rest = &me[me.rfind(')').expect("comm") + 1..];
+    let g: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|x| x.parse::<u64>().unwrap_or(0))
+        .sum();
+    CpuSnap {
+        busy: total - idle,
+        total,
+        own: g, // utime + stime + cutime + cstime
+    }
+}
+
+/// Share of the whole machine's CPU (all cores) that other processes used between a and b.
+fn other_share(a: CpuSnap, b: CpuSnap) -> f64 {
+    let total = b.total.saturating_sub(a.total);
+    if total == 0 {
+        return 0.0;
+    }
+    let busy = b.busy.saturating_sub(a.busy);
+    let own = b.own.saturating_sub(a.own);
+    busy.saturating_sub(own) as f64 / total as f64
+}
+
+struct Gate {
+    checked: bool,
+    waited: Duration,
+    quiet: bool,
+}
+
+/// Waits until other processes used at most `BUSY_SHARE` of the CPU over 1 s, for at
+/// most `MAX_QUIET_WAIT`.
+fn wait_quiet() -> Gate {
+    let start = Instant::now();
+    loop {
+        let a = cpu_snap();
+        std::thread::sleep(Duration::from_secs(1));
+        let share = other_share(a, cpu_snap());
+        if share <= BUSY_SHARE {
+            return Gate {
+                checked: true,
+                waited: start.elapsed().saturating_sub(Duration::from_secs(1)),
+                quiet: true,
+            };
+        }
+        if start.elapsed() >= MAX_QUIET_WAIT {
+            return Gate {
+                checked: true,
+                waited: start.elapsed(),
+                quiet: false,
+            };
+        }
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+// ---------------------------------------------------------------------------------------
+// Table
+
+enum Met {
+    Yes,
+    No,
+    Info,
+}
+
+struct Row {
+    op: String,
+    lib: String,
+    anchor: String,
+    ratio: String,
+    target: String,
+    met: Met,
+    other: String,
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e4 {
+        format!("{:.1} µs", ns / 1e3)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn fmt_stats(s: Stats) -> String {
+    format!("{} (p99 {})", fmt_ns(s.median), fmt_ns(s.p99))
+}
+
+fn other_text(share: f64, gate: &Gate) -> String {
+    let mut s = format!("{:.1}%", share * 100.0);
+    if !gate.checked {
+        s += " (not checked before)";
+    } else if !gate.quiet {
+        let _ = write!(
+            s,
+            " (busy before: gave up after {} s)",
+            gate.waited.as_secs()
+        );
+    } else if gate.waited >= Duration::from_secs(1) {
+        let _ = write!(s, " (waited {} s)", gate.waited.as_secs());
+    }
+    s
+}
+
+const HEADERS: [&str; 7] = [
+    "operation",
+    "bioxen_vm",
+    "raw mlua anchor",
+    "ratio",
+    "target",
+    "met?",
+    "other CPU",
+];
+
+fn cells(r: &Row) -> [String; 7] {
+    let met = match r.met {
+        Met::Yes => "yes",
+        Met::No => "NO",
+        Met::Info => "n/a",
+    };
+    [
+        r.op.clone(),
+        r.lib.clone(),
+        r.anchor.clone(),
+        r.ratio.clone(),
+        r.target.clone(),
+        met.to_string(),
+        r.other.clone(),
+    ]
+}
+
+fn text_table(rows: &[Row]) -> String {
+    let all: Vec<[String; 7]> = rows.iter().map(cells).collect();
+    let mut w: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+    for c in &all {
+        for (i, s) in c.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
+        }
+    }
+    let line = |c: &[String]| {
+        let mut s = String::new();
+        for (i, x) in c.iter().enumerate() {
+            let pad = w[i] - x.chars().count();
+            let _ = write!(
+                s,
+                "{}{x}{}",
+                if i == 0 { "" } else { " | " },
+                " ".repeat(pad)
+            );
+        }
+        s.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&HEADERS.map(String::from));
+    out += &(w
+        .iter()
+        .map(|n| "-".repeat(*n))
+        .collect::<Vec<_>>()
+        .join("-|-")
+        + "\n");
+    for c in &all {
+        out += &line(c);
+    }
+    out
+}
+
+fn markdown_table(rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", HEADERS.join(" | "));
+    out += "|---|---:|---:|---:|---|---|---:|\n";
+    for r in rows {
+        let c = cells(r).map(|s| s.replace('|', "\\|"));
+        out += &format!("| {} |\n", c.join(" | "));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Sections
+
+struct Ctx {
+    quick: bool,
+}
+
+impl Ctx {
+    fn n(&self, full: usize, quick: usize) -> usize {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+fn round_trip_row(op: &str, lib: Stats, raw: Stats) -> Row {
+    Row {
+        op: op.into(),
+        lib: fmt_stats(lib),
+        anchor: fmt_stats(raw),
+        ratio: format!("{:.2}×", lib.median / raw.median),
+        target: "≤ 3 µs".into(),
+        met: if lib.median <= 3_000.0 {
+            Met::Yes
+        } else {
+            Met::No
+        },
+        other: String::new(),
+    }
+}
+
+fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
+    let plan = Plan {
+        warmup: cx.n(3000, 300),
+        samples: cx.n(4000, 400),
+        batch: 8,
+    };
+    // The default manager (10 workers, started on demand), one session per row.
+    let m = LibManager::new("{}");
+    let ids = [cstring("inc"), cstring("print"), cstring("command")];
+    let raws = [RawRepl::new(), RawRepl::new(), RawRepl::new()];
+    for (id, raw) in ids.iter().zip(&raws) {
+        m.create_session(id);
+        expect_output(m.round_trip(id, b"x = 0\n"), false, "setting x");
+        raw.exec_drain("x = 0");
+    }
+    // What a round trip reads back, checked once before timing.
+    assert_eq!(
+        m.command(&ids[2], PRINT.as_bytes()),
+        Ok(2),
+        "`print(x)` reads \"0\\n\""
+    );
+    assert_eq!(raws[2].exec_drain(PRINT), 2);
+
+    let (lib_inc, raw_inc) = paired(
+        &plan,
+        || {
+            expect_output(
+                m.round_trip(&ids[0], INCREMENT.as_bytes()),
+                false,
+                INCREMENT,
+            )
+        },
+        || assert_eq!(raws[0].exec_drain(INCREMENT), 0),
+    );
+    let (lib_print, raw_print) = paired(
+        &plan,
+        || expect_output(m.round_trip(&ids[1], PRINT.as_bytes()), true, PRINT),
+        || assert!(raws[1].exec_drain(PRINT) > 0),
+    );
+    let (lib_cmd, raw_cmd) = paired(
+        &plan,
+        || match m.command(&ids[2], PRINT.as_bytes()) {
+            Ok(n) => assert!(n > 0, "no output from {PRINT:?}"),
+            Err(st) => panic!("execute_interactive_command: status {st}: {}", last_error()),
+        },
+        || assert!(raws[2].exec_drain(PRINT) > 0),
+    );
+    let rows = vec![
+        round_trip_row(
+            "round trip `x = x + 1` (send_input + read_output + bytes_free)",
+            lib_inc,
+            raw_inc,
+        ),
+        round_trip_row(
+            "round trip `print(x)`, output read back",
+            lib_print,
+            raw_print,
+        ),
+        Row {
+            target: "– (reported)".into(),
+            met: Met::Info,
+            ..round_trip_row(
+                "  same through execute_interactive_command + bytes_free",
+                lib_cmd,
+                raw_cmd,
+            )
+        },
+    ];
+    let note = format!(
+        "round trip: bioxen_vm_manager_send_input then bioxen_vm_manager_read_output(timeout_ms={READ_TIMEOUT_MS}, flags=0: \
+         waits for the session to be idle) then bioxen_vm_bytes_free, on one session of a default manager, \
+         vs raw mlua `lua.load(line).exec()` + taking the Vec that a Rust `print` appends to; \
+         the session's output is read back (its length checked) on every round trip; \
+         {} samples each, batch {}",
+        plan.samples, plan.batch
+    );
+    (rows, note)
+}
+
+/// The child side of the memory measurement: creates `n` sessions (or raw states) of
+/// `kind`, prints the RSS delta, and exits without freeing them.
+fn mem_child(kind: &str, n: usize) -> ! {
+    let m = LibManager::new("{}");
+    let ids: Vec<CString> = (0..n).map(|i| cstring(&format!("s{i}"))).collect();
+    let mut states: Vec<Lua> = Vec::with_capacity(n);
+    // One session (or state) first, so that one-time set-up is not counted per session.
+    match kind {
+        "lib" => m.create_session(&cstring("warm-up")),
+        "raw" => states.push(Lua::new()),
+        other => panic!("unknown --mem-child kind {other:?}"),
+    }
+    let before = rss_kib();
+    let t = Instant::now();
+    for id in &ids {
+        if kind == "lib" {
+            m.create_session(id);
+        } else {
+            states.push(Lua::new());
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let after = rss_kib();
+    println!("MEM {} {n} {secs:.6}", after.saturating_sub(before));
+    std::process::exit(0);
+}
+
+/// Runs the current executable with `args` and returns its standard output.
+fn run_child(args: &[&str]) -> String {
+    let exe = std::env::current_exe().expect("current executable");
+    let out = Command::new(exe)
+        .args(args)
+        .output()
+        .expect("starting a child");
+    assert!(out.status.success(), "child {args:?} failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The numbers of the line of `text` that starts with `tag`.
+fn fields(text: &str, tag: &str) -> Vec<f64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(tag))
+        .unwrap_or_else(|| panic!("no {tag:?} line in a child's output: {text}"));
+    line.split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().expect("a number"))
+        .collect()
+}
+
+fn section_memory(cx: &Ctx) -> (Vec<Row>, String) {
+    let rounds = cx.n(3, 1);
+    let (mut lib, mut raw, mut lib_t, mut raw_t) = (vec![], vec![], vec![], vec![]);
+    for r in 0..rounds {
+        let order = if r % 2 == 0 {
+            ["lib", "raw"]
+        } else {
+            ["raw", "lib"]
+        };
+        for kind in order {
+            let f = fields(
+                &run_child(&["--mem-child", kind, &SESSIONS.to_string()]),
+                "MEM ",
+            );
+            let (kib, us) = (f[0] / f[1], f[2] / f[1] * 1e6);
+            if kind == "lib" {
+                lib.push(kib);
+                lib_t.push(us);
+            } else {
+                raw.push(kib);
+                raw_t.push(us);
+            }
+        }
+    }
+    let (l, r) = (median(&lib), median(&raw));
+    let row = Row {
+        op: format!("memory per idle session ({SESSIONS} alive, RSS)"),
+        lib: format!("{l:.1} KiB"),
+        anchor: format!("`Lua::new()`: {r:.1} KiB"),
+        ratio: format!("{:.2}×", l / r),
+        target: "≤ 40 KiB".into(),
+        met: if l <= 40.0 { Met::Yes } else { Met::No },
+        other: String::new(),
+    };
+    let note = format!(
+        "memory: fresh child process per measurement, VmRSS delta / {SESSIONS}, median of {rounds} children per side; \
+         bioxen_vm_manager_create_interactive_vm(NULL options, not attached) on one default manager vs Lua::new(); \
+         creating {SESSIONS} took {:.1} µs per session (bioxen_vm) and {:.1} µs per state (raw)",
+        median(&lib_t),
+        median(&raw_t)
+    );
+    (vec![row], note)
+}
+
+/// The child side of the idle measurement: thread counts before and after creating `n`
+/// sessions (or raw states), CPU used over `IDLE_WINDOW` of sleeping; for `lib`, then the
+/// same after round trips on ten sessions (the pool's workers started and idle).
+fn idle_child(kind: &str, n: usize) -> ! {
+    let threads_before = thread_count();
+    let m = LibManager::new(&format!(r#"{{"max_workers": {MAX_WORKERS}}}"#));
+    let ids: Vec<CString> = (0..n).map(|i| cstring(&format!("s{i}"))).collect();
+    let mut states: Vec<Lua> = Vec::with_capacity(n);
+    for id in &ids {
+        match kind {
+            "lib" => m.create_session(id),
+            "raw" => states.push(Lua::new()),
+            other => panic!("unknown --idle-child kind {other:?}"),
+        }
+    }
+    let threads_after = thread_count();
+    let idle = |label: &str| {
+        let c0 = process_cpu_ns();
+        std::thread::sleep(IDLE_WINDOW);
+        let used = process_cpu_ns().saturating_sub(c0);
+        println!(
+            "{label} {threads_before} {threads_after} {} {used}",
+            thread_count()
+        );
+    };
+    idle("IDLE");
+    if kind == "lib" {
+        for id in ids.iter().step_by((n / 10).max(1)) {
+            expect_output(m.round_trip(id, b"x = 1\n"), false, "x = 1");
+            expect_output(m.round_trip(id, PRINT.as_bytes()), true, PRINT);
+        }
+        idle("USED");
+    }
+    std::process::exit(0);
+}
+
+fn section_idle(_cx: &Ctx) -> (Vec<Row>, String) {
+    let n = SESSIONS.to_string();
+    let lib_out = run_child(&["--idle-child", "lib", &n]);
+    let (lib, used) = (fields(&lib_out, "IDLE "), fields(&lib_out, "USED "));
+    let raw = fields(&run_child(&["--idle-child", "raw", &n]), "IDLE ");
+    let ms = |f: &[f64]| f[3] / 1e6;
+    let threads = |f: &[f64]| format!("threads {} → {}", f[0], f[1]);
+    let cpu_met = |f: &[f64]| ms(f) < 5.0;
+    let rows = vec![
+        Row {
+            op: format!("idle CPU, {SESSIONS} sessions, {} s", IDLE_WINDOW.as_secs()),
+            lib: format!("{:.3} ms CPU", ms(&lib)),
+            anchor: format!("{:.3} ms CPU", ms(&raw)),
+            ratio: "–".into(),
+            target: "< 5 ms".into(),
+            met: if cpu_met(&lib) { Met::Yes } else { Met::No },
+            other: String::new(),
+        },
+        Row {
+            op: format!("threads before → after creating {SESSIONS} sessions"),
+            lib: threads(&lib),
+            anchor: threads(&raw),
+            ratio: "–".into(),
+            target: "no thread per session".into(),
+            met: if lib[1] <= lib[0] + 2.0 {
+                Met::Yes
+            } else {
+                Met::No
+            },
+            other: String::new(),
+        },
+        Row {
+            op: "  same, after round trips on 10 of them (pool started)".into(),
+            lib: format!("{:.3} ms CPU, {} threads", ms(&used), used[2]),
+            anchor: "–".into(),
+            ratio: "–".into(),
+            target: format!("< 5 ms, ≤ {} workers", MAX_WORKERS),
+            met: if cpu_met(&used) && used[2] <= used[0] + MAX_WORKERS as f64 + 2.0 {
+                Met::Yes
+            } else {
+                Met::No
+            },
+            other: String::new(),
+        },
+    ];
+    let note = format!(
+        "idle: fresh child process per side; Threads from /proc/self/status before creating the manager and after creating \
+         {SESSIONS} sessions (max_workers={MAX_WORKERS}) or {SESSIONS} Lua::new() states; CPU = getrusage(RUSAGE_SELF) \
+         user+system over {} s of sleeping right after creation; for the last row the same child then \
+         ran 2 round trips on every {}th session and slept {} s again",
+        IDLE_WINDOW.as_secs(),
+        SESSIONS / 10,
+        IDLE_WINDOW.as_secs()
+    );
+    (rows, note)
+}
+
+// ---------------------------------------------------------------------------------------
+// Main
+
+type Section = fn(&Ctx) -> (Vec<Row>, String);
+
+const SECTIONS: [(&str, Section); 3] = [
+    ("round-trip", section_round_trip),
+    ("memory", section_memory),
+    ("idle", section_idle),
+];
+
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn usage_exit(message: &str) -> ! {
+    eprintln!("{message}; use --markdown <path>, --quick, --only <section>, --no-wait");
+    std::process::exit(2);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut markdown = None;
+    let mut only = None;
+    let mut quick = false;
+    let mut no_wait = false;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--bench" => {}
+            "--quick" => quick = true,
+            "--no-wait" => no_wait = true,
+            "--markdown" | "--only" if i + 1 < args.len() => {
+                let v = args[i + 1].clone();
+                if args[i] == "--markdown" {
+                    markdown = Some(v);
+                } else {
+                    only = Some(v);
+                }
+                i += 1;
+            }
+            "--mem-child" | "--idle-child" if i + 2 < args.len() => {
+                let n = args[i + 2]
+                    .parse()
+                    .unwrap_or_else(|_| usage_exit("the session count must be a number"));
+                if args[i] == "--mem-child" {
+                    mem_child(&args[i + 1], n);
+                } else {
+                    idle_child(&args[i + 1], n);
+                }
+            }
+            other => usage_exit(&format!("unknown or incomplete argument {other:?}")),
+        }
+        i += 1;
+    }
+    if let Some(o) = &only {
+        if !SECTIONS.iter().any(|(n, _)| n == o) {
+            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
+            eprintln!("unknown section {o:?}; sections: {}", names.join(", "));
+            std::process::exit(2);
+        }
+    }
+
+    let cx = Ctx { quick };
+    let started = utc_now();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load_start = loadavg();
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    let mut max_other: f64 = 0.0;
+    let mut gave_up = 0;
+    for (name, f) in SECTIONS {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        eprintln!("[{name}] waiting for a quiet machine (load {})", loadavg());
+        let gate = if no_wait {
+            Gate {
+                checked: false,
+                waited: Duration::ZERO,
+                quiet: false,
+            }
+        } else {
+            wait_quiet()
+        };
+        eprintln!("[{name}] running");
+        let a = cpu_snap();
+        let (section_rows, note) = f(&cx);
+        let share = other_share(a, cpu_snap());
+        max_other = max_other.max(share);
+        if gate.checked && !gate.quiet {
+            gave_up += 1;
+        }
+        for mut row in section_rows {
+            row.other = other_text(share, &gate);
+            rows.push(row);
+        }
+        notes.push(note);
+    }
+
+    let mut head = String::new();
+    let _ = writeln!(
+        head,
+        "bioxen_vm session benchmarks ({}) — {started}, {nproc} CPUs, {}",
+        if quick { "QUICK run" } else { "full run" },
+        cpu_model()
+    );
+    let _ = writeln!(
+        head,
+        "load average at start: {load_start}; highest other-process CPU share in a section: {:.1}% of the machine; sections started on a busy machine: {}",
+        max_other * 100.0,
+        if no_wait {
+            "not checked (--no-wait)".to_string()
+        } else {
+            gave_up.to_string()
+        }
+    );
+    let mut foot = String::from(
+        "Per-operation figures are the median with the p99 in brackets. Targets are judged on the median. \
+         \"other CPU\" is the share of all cores other processes used while the section ran \
+         (the bench's own child processes are not counted as other).\n",
+    );
+    for n in &notes {
+        let _ = writeln!(foot, "- {n}");
+    }
+    println!("{head}\n{}\n{foot}", text_table(&rows));
+    if let Some(path) = markdown {
+        let md = format!(
+            "{}\n{}\n{}",
+            head.lines().map(|l| format!("{l}  \n")).collect::<String>(),
+            markdown_table(&rows),
+            foot
+        );
+        if let Err(e) = std::fs::write(&path, md) {
+            eprintln!("could not write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+}
