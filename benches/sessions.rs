@@ -204,6 +204,25 @@ impl RawRepl {
         self.lua.load(line).exec().expect("anchor line runs");
         std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner())).len()
     }
+
+    /// As the standalone `lua` evaluates a typed line: compiles `return <line>;` first and,
+    /// when that compiles, prints what it returns; otherwise runs the line as it is. Then
+    /// takes the print buffer; returns its length.
+    #[inline]
+    fn repl_drain(&self, line: &str) -> usize {
+        let line = line.trim_end_matches('\n');
+        match self.lua.load(format!("return {line};")).into_function() {
+            Ok(f) => {
+                let values: MultiValue = f.call(()).expect("anchor line runs");
+                if !values.is_empty() {
+                    let print: mlua::Function = self.lua.globals().get("print").expect("print");
+                    print.call::<()>(values).expect("print runs");
+                }
+            }
+            Err(_) => self.lua.load(line).exec().expect("anchor line runs"),
+        }
+        std::mem::take(&mut *self.out.lock().unwrap_or_else(|e| e.into_inner())).len()
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -270,6 +289,38 @@ fn paired<A: FnMut(), B: FnMut()>(p: &Plan, mut a: A, mut b: B) -> (Stats, Stats
         }
     }
     (stats(sa), stats(sb))
+}
+
+/// As [`paired`] with three sides; the order rotates on every sample.
+fn paired3<A: FnMut(), B: FnMut(), C: FnMut()>(
+    p: &Plan,
+    mut a: A,
+    mut b: B,
+    mut c: C,
+) -> (Stats, Stats, Stats) {
+    for _ in 0..p.warmup {
+        a();
+        b();
+        c();
+    }
+    let mut s = [
+        Vec::with_capacity(p.samples),
+        Vec::with_capacity(p.samples),
+        Vec::with_capacity(p.samples),
+    ];
+    for i in 0..p.samples {
+        for k in 0..3 {
+            let side = (i + k) % 3;
+            let t = match side {
+                0 => time_batch(&mut a, p.batch),
+                1 => time_batch(&mut b, p.batch),
+                _ => time_batch(&mut c, p.batch),
+            };
+            s[side].push(t);
+        }
+    }
+    let [x, y, z] = s;
+    (stats(x), stats(y), stats(z))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -588,7 +639,9 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
     );
     assert_eq!(raws[2].exec_drain(PRINT), 2);
 
-    let (lib_inc, raw_inc) = paired(
+    let repl = RawRepl::new();
+    repl.exec_drain("x = 0");
+    let (lib_inc, raw_inc, repl_inc) = paired3(
         &plan,
         || {
             expect_output(
@@ -598,6 +651,7 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
             )
         },
         || assert_eq!(raws[0].exec_drain(INCREMENT), 0),
+        || assert_eq!(repl.repl_drain(INCREMENT), 0),
     );
     let (lib_print, raw_print) = paired(
         &plan,
@@ -618,6 +672,17 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
             lib_inc,
             raw_inc,
         ),
+        Row {
+            anchor: format!("`return <line>;` first: {}", fmt_stats(repl_inc)),
+            ratio: format!("{:.2}×", lib_inc.median / repl_inc.median),
+            target: "– (reported)".into(),
+            met: Met::Info,
+            ..round_trip_row(
+                "  same, against an anchor that evaluates lines as `lua` does",
+                lib_inc,
+                repl_inc,
+            )
+        },
         round_trip_row(
             "round trip `print(x)`, output read back",
             lib_print,
@@ -638,6 +703,8 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
          waits for the session to be idle) then bioxen_vm_bytes_free, on one session of a default manager, \
          vs raw mlua `lua.load(line).exec()` + taking the Vec that a Rust `print` appends to; \
          the session's output is read back (its length checked) on every round trip; \
+         the second anchor does what the standalone `lua` (and the session) does with a typed line: it compiles `return <line>;` \
+         first (a syntax error for an assignment) and only then the line itself; \
          {} samples each, batch {}",
         plan.samples, plan.batch
     );
