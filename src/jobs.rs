@@ -242,7 +242,8 @@ struct PoolInner {
     exited: Condvar,
 }
 
-/// A bounded pool of worker threads.
+/// A bounded pool of worker threads (a handle: clones share the pool).
+#[derive(Clone)]
 pub struct Pool(Arc<PoolInner>);
 
 impl Pool {

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobStatus, Pool};
-use crate::session::{OutputCallback, Session, Streams, Wait};
+use crate::session::{OutputCallback, Scheduler, Session, Streams, Wait};
 use crate::status::bioxen_vm_status as Status;
 use crate::vm::options::{get_bool, get_str, parse_object, reject_unknown};
 use crate::vm::{ExecOutput, ExecRequest, Vm, VmOptions};
@@ -279,7 +279,7 @@ impl Manager {
         let mut map = parse_object(options_json, "VM options")?;
         map.entry("persistent").or_insert(Value::Bool(true));
         let vm = self.create_vm(vm_id, &Value::Object(map).to_string())?;
-        let session = Session::new(vm_id, vm, auto_attach);
+        let session = Session::new(vm_id, vm, auto_attach, self.scheduler());
         self.sessions
             .write()
             .insert(vm_id.to_string(), session.clone());
@@ -316,7 +316,7 @@ impl Manager {
                 message: format!("Session '{vm_id}' already exists"),
             });
         }
-        let s = Session::new(vm_id, vm, attach);
+        let s = Session::new(vm_id, vm, attach, self.scheduler());
         sessions.insert(vm_id.to_string(), s.clone());
         Ok(s)
     }
@@ -343,11 +343,13 @@ impl Manager {
 
     /// Queues input for the session and returns at once.
     pub fn send_input(&self, vm_id: &str, input: &[u8]) -> Result<()> {
-        let session = self.session(vm_id)?;
-        if session.send_input(input)? {
-            self.pool.submit(Job::session_input(session))?;
-        }
-        Ok(())
+        self.session(vm_id)?.send_input(input)
+    }
+
+    /// How this manager's sessions get evaluated in the background: a job on its pool.
+    fn scheduler(&self) -> Scheduler {
+        let pool = self.pool.clone();
+        Arc::new(move |s: Arc<Session>| pool.submit(Job::session_input(s)))
     }
 
     /// The original's `execute_interactive_command`: send, wait for the session to be idle
@@ -395,7 +397,7 @@ impl Manager {
             }
             vms.insert(dst.to_string(), new_vm.clone());
         }
-        let session = Session::new(dst, new_vm, true);
+        let session = Session::new(dst, new_vm, true, self.scheduler());
         self.sessions
             .write()
             .insert(dst.to_string(), session.clone());

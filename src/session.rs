@@ -48,6 +48,10 @@ pub enum Wait {
 /// thread, without the session's lock held.
 pub type OutputCallback = Arc<dyn Fn(&str, Stream, &[u8]) + Send + Sync>;
 
+/// How a session gets its queued input evaluated in the background (the manager submits a
+/// job to its pool).
+pub type Scheduler = Arc<dyn Fn(Arc<Session>) -> Result<()> + Send + Sync>;
+
 /// Default bound of a session's output buffer.
 pub const DEFAULT_MAX_BUFFERED: usize = 16 << 20;
 
@@ -131,6 +135,8 @@ pub struct Session {
     state: Mutex<State>,
     changed: Condvar,
     callback: Mutex<Option<OutputCallback>>,
+    scheduler: Scheduler,
+    this: std::sync::Weak<Session>,
 }
 
 fn now_epoch() -> f64 {
@@ -157,9 +163,9 @@ fn session_error(status: Status, message: String) -> Error {
 }
 
 impl Session {
-    pub fn new(vm_id: &str, vm: Arc<Vm>, attached: bool) -> Arc<Session> {
+    pub fn new(vm_id: &str, vm: Arc<Vm>, attached: bool, scheduler: Scheduler) -> Arc<Session> {
         let max = vm.options().max_output.max(1);
-        Arc::new(Session {
+        Arc::new_cyclic(|this| Session {
             vm_id: vm_id.to_string(),
             vm,
             state: Mutex::new(State {
@@ -180,7 +186,28 @@ impl Session {
             }),
             changed: Condvar::new(),
             callback: Mutex::new(None),
+            scheduler,
+            this: this.clone(),
         })
+    }
+
+    /// Schedules a background evaluation when input waits and nobody evaluates or is
+    /// scheduled to (call with the state locked; the scheduler runs after unlocking).
+    fn needs_schedule(st: &mut State) -> bool {
+        if !st.queue.is_empty() && !st.evaluating && !st.scheduled && !st.terminated {
+            st.scheduled = true;
+            return true;
+        }
+        false
+    }
+
+    fn schedule(&self) -> Result<()> {
+        match self.this.upgrade() {
+            Some(me) => (self.scheduler)(me).inspect_err(|_| {
+                self.state.lock().scheduled = false;
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn vm(&self) -> &Arc<Vm> {
@@ -238,9 +265,9 @@ impl Session {
         Ok(())
     }
 
-    /// Queues input (one or more lines; a last line without a newline counts as a line).
-    /// Returns whether a pool job must be scheduled to evaluate it.
-    pub fn send_input(&self, input: &[u8]) -> Result<bool> {
+    /// Queues input (one or more lines; a last line without a newline counts as a line)
+    /// and makes sure it gets evaluated; returns at once.
+    pub fn send_input(&self, input: &[u8]) -> Result<()> {
         let mut st = self.state.lock();
         self.check_live(&st)?;
         let mut rest = input;
@@ -258,11 +285,12 @@ impl Session {
             st.queue.push_back(Vec::new());
         }
         st.last_activity = now_epoch();
-        let schedule = !st.evaluating && !st.scheduled;
+        let schedule = Self::needs_schedule(&mut st);
+        drop(st);
         if schedule {
-            st.scheduled = true;
+            self.schedule()?;
         }
-        Ok(schedule)
+        Ok(())
     }
 
     /// Evaluates queued input until the queue is empty (called by a pool job, with the job's
@@ -389,6 +417,12 @@ impl Session {
         let mut st = self.state.lock();
         st.evaluating = false;
         self.changed.notify_all();
+        // Input that arrived meanwhile was not scheduled (this thread was evaluating).
+        let schedule = Self::needs_schedule(&mut st);
+        drop(st);
+        if schedule {
+            let _ = self.schedule();
+        }
     }
 
     /// Stops the evaluation running now (the session and its state stay); input queued

@@ -407,3 +407,36 @@ fn one_megabyte_input_lines() {
     assert_eq!(m.command("big", "}"), "");
     assert_eq!(m.command("big", "#t[1]"), "1048576\n");
 }
+
+#[test]
+fn input_left_after_an_any_output_read_is_still_evaluated() {
+    let m = Mgr::new();
+    m.interactive("s", true);
+    for _ in 0..20 {
+        assert_eq!(m.send("s", "print(1)\nn = (n or 0) + 1\nn = n + 1\n"), OK);
+        // Returns as soon as there is output, leaving the rest of the input queued.
+        assert!(m
+            .read("s", 5000, bioxen_vm_read::AnyOutput as i32)
+            .is_some());
+    }
+    // Nobody reads any more: the rest must still be evaluated, in the background.
+    let t = std::time::Instant::now();
+    loop {
+        let mut b = bioxen_vm_bytes {
+            data: null_mut(),
+            len: 0,
+        };
+        assert_eq!(unsafe { bioxen_vm_manager_list_sessions(m.0, &mut b) }, OK);
+        let info = take_json(b);
+        if info["s"]["executions"] == 60 {
+            assert_eq!(info["s"]["idle"], true);
+            break;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "stuck: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(m.command("s", "n"), "40\n");
+}
