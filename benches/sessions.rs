@@ -658,6 +658,24 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
         || expect_output(m.round_trip(&ids[1], PRINT.as_bytes()), true, PRINT),
         || assert!(raws[1].exec_drain(PRINT) > 0),
     );
+    // Every line new (a different comment each time): nothing compiled can be reused, so
+    // both sides compile `return <line>;`, fail, and compile the line.
+    let fresh_repl = RawRepl::new();
+    fresh_repl.exec_drain("x = 0");
+    let (lib_n, raw_n) = (std::cell::Cell::new(0u64), std::cell::Cell::new(0u64));
+    let (lib_fresh, raw_fresh) = paired(
+        &plan,
+        || {
+            lib_n.set(lib_n.get() + 1);
+            let line = format!("x = x + 1 -- {}\n", lib_n.get());
+            expect_output(m.round_trip(&ids[0], line.as_bytes()), false, &line)
+        },
+        || {
+            raw_n.set(raw_n.get() + 1);
+            let line = format!("x = x + 1 -- {}\n", raw_n.get());
+            assert_eq!(fresh_repl.repl_drain(&line), 0)
+        },
+    );
     let (lib_cmd, raw_cmd) = paired(
         &plan,
         || match m.command(&ids[2], PRINT.as_bytes()) {
@@ -684,6 +702,11 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
             )
         },
         round_trip_row(
+            "round trip `x = x + 1 -- <n>` (a new line every time: no compiled line reused)",
+            lib_fresh,
+            raw_fresh,
+        ),
+        round_trip_row(
             "round trip `print(x)`, output read back",
             lib_print,
             raw_print,
@@ -705,6 +728,9 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
          the session's output is read back (its length checked) on every round trip; \
          the second anchor does what the standalone `lua` (and the session) does with a typed line: it compiles `return <line>;` \
          first (a syntax error for an assignment) and only then the line itself; \
+         a session keeps the compiled form of lines it has seen (as `execute` keeps compiled chunks), \
+         so repeated lines skip compilation; the `-- <n>` row makes every line new, against the \
+         lua-style anchor on the same new lines; \
          {} samples each, batch {}",
         plan.samples, plan.batch
     );

@@ -8,8 +8,10 @@
 //! waiting for a worker: no hand-off, no thread per session, nothing running while idle).
 //!
 //! Output is kept in order, stdout and stderr tagged, in a buffer bounded to `max_output`
-//! bytes: when it is full the oldest output is dropped and counted. A callback, when set,
-//! also receives each piece of output as it is produced.
+//! bytes: when it is full the oldest output is dropped and counted, so the buffer holds the
+//! newest output. (One evaluation's own output is capped by the VM at `max_output` too, and
+//! there the start is kept, as for `execute`; what it drops is counted the same way.) A
+//! callback, when set, also receives each piece of output as it is produced.
 
 use crate::error::{Error, Result};
 use crate::status::bioxen_vm_status as Status;
@@ -62,7 +64,12 @@ struct Buffer {
     dropped: u64,
 }
 
+/// Largest chunk the buffer merges output into: dropping the oldest output then trims at
+/// most this much at a time, so a full buffer keeps close to `max` bytes.
+const MAX_CHUNK: usize = 64 << 10;
+
 impl Buffer {
+    /// Appends output; when the buffer would pass `max`, the oldest bytes go (counted).
     fn push(&mut self, stream: Stream, data: &[u8]) {
         if data.is_empty() {
             return;
@@ -73,19 +80,31 @@ impl Buffer {
         } else {
             data
         };
-        while self.bytes + data.len() > self.max {
-            match self.chunks.pop_front() {
-                Some((_, c)) => {
-                    self.bytes -= c.len();
-                    self.dropped += c.len() as u64;
-                }
-                None => break,
+        let mut excess = (self.bytes + data.len()).saturating_sub(self.max);
+        while excess > 0 {
+            let Some((_, front)) = self.chunks.front_mut() else {
+                break;
+            };
+            if front.len() <= excess {
+                excess -= front.len();
+                self.bytes -= front.len();
+                self.dropped += front.len() as u64;
+                self.chunks.pop_front();
+            } else {
+                front.drain(..excess);
+                self.bytes -= excess;
+                self.dropped += excess as u64;
+                excess = 0;
             }
         }
         self.bytes += data.len();
-        match self.chunks.back_mut() {
-            Some((s, c)) if *s == stream => c.extend_from_slice(data),
-            _ => self.chunks.push_back((stream, data.to_vec())),
+        for piece in data.chunks(MAX_CHUNK) {
+            match self.chunks.back_mut() {
+                Some((s, c)) if *s == stream && c.len() + piece.len() <= MAX_CHUNK => {
+                    c.extend_from_slice(piece)
+                }
+                _ => self.chunks.push_back((stream, piece.to_vec())),
+            }
         }
     }
 
@@ -465,5 +484,45 @@ impl Session {
             "dropped_bytes": st.out.dropped,
             "terminated": st.terminated,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Buffer, Stream, Streams};
+    use std::collections::VecDeque;
+
+    fn buffer(max: usize) -> Buffer {
+        Buffer {
+            chunks: VecDeque::new(),
+            bytes: 0,
+            max,
+            dropped: 0,
+        }
+    }
+
+    #[test]
+    fn a_full_buffer_keeps_the_newest_max_bytes() {
+        let mut b = buffer(1 << 20);
+        let line = vec![b'a'; 1001];
+        for _ in 0..1100 {
+            b.push(Stream::Stdout, &line);
+        }
+        assert_eq!(b.bytes, 1 << 20);
+        assert_eq!(b.dropped, 1100 * 1001 - (1 << 20) as u64);
+        assert_eq!(b.take(Streams::All).len(), 1 << 20);
+    }
+
+    #[test]
+    fn streams_stay_in_order_and_can_be_taken_apart() {
+        let mut b = buffer(100);
+        b.push(Stream::Stdout, b"o1");
+        b.push(Stream::Stderr, b"e1");
+        b.push(Stream::Stdout, b"o2");
+        assert_eq!(b.take(Streams::Only(Stream::Stderr)), b"e1");
+        assert_eq!(b.take(Streams::All), b"o1o2");
+        b.push(Stream::Stdout, &[b'x'; 150]);
+        assert_eq!(b.bytes, 100);
+        assert_eq!(b.dropped, 50);
     }
 }

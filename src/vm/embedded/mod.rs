@@ -39,6 +39,12 @@ pub struct EmbeddedVm {
     // Field order is drop order: the state goes first, then what its C functions point to.
     lua: Lua,
     cache: ChunkCache,
+    /// Interactive lines that compiled as `return <line>;`, keyed by the line.
+    repl_expr: ChunkCache,
+    /// Interactive chunks that compiled as they are, keyed by the chunk.
+    repl_stmt: ChunkCache,
+    /// Lines known not to compile as `return <line>;` (so the first try is skipped).
+    not_expr: std::collections::HashSet<Box<[u8]>>,
     /// Registry slot of the original `tostring` (used to print returned values).
     tostring_ref: c_int,
     values_json: Vec<u8>,
@@ -57,6 +63,22 @@ fn setup_error(e: mlua::Error) -> Error {
         mlua::Error::MemoryError(m) => Error::MemoryLimit(m),
         other => Error::Internal(format!("Lua state set-up failed: {other}")),
     }
+}
+
+/// Most lines remembered as "not an expression" (the set is emptied when full).
+const NOT_EXPR_CAPACITY: usize = 256;
+
+/// Keeps the compiled `chunk` under `key` when `cache` takes it (releasing what it evicts);
+/// returns whether the caller must release `chunk` after running it.
+fn keep(main: &MainState, cache: &mut ChunkCache, key: &[u8], chunk: c_int) -> bool {
+    if !cache.accepts(key) {
+        return true;
+    }
+    if let Some(old) = cache.insert(key, chunk) {
+        // SAFETY: the main state, idle, owned by the thread holding the VM.
+        unsafe { call::release(main.0, old) };
+    }
+    false
 }
 
 /// "5" for whole seconds, else the shortest decimal form ("0.5").
@@ -97,6 +119,9 @@ impl EmbeddedVm {
         Ok(EmbeddedVm {
             lua,
             cache: ChunkCache::new(options.chunk_cache),
+            repl_expr: ChunkCache::new(options.chunk_cache),
+            repl_stmt: ChunkCache::new(options.chunk_cache),
+            not_expr: Default::default(),
             tostring_ref,
             values_json: Vec::new(),
             main: MainState(main),
@@ -117,16 +142,7 @@ impl EmbeddedVm {
             return Ok(Ok((c, false)));
         }
         match call::compile(&self.lua, code, call::CHUNK_NAME) {
-            Ok(Compiled::Chunk(c)) => {
-                if !self.cache.accepts(code) {
-                    return Ok(Ok((c, true)));
-                }
-                if let Some(old) = self.cache.insert(code, c) {
-                    // SAFETY: the main state, idle, owned by this thread.
-                    unsafe { call::release(self.main.0, old) };
-                }
-                Ok(Ok((c, false)))
-            }
+            Ok(Compiled::Chunk(c)) => Ok(Ok((c, keep(&self.main, &mut self.cache, code, c)))),
             Ok(Compiled::SyntaxError(m)) => Ok(Err(m)),
             Ok(Compiled::OutOfMemory) => Err(self.memory_error("not enough memory".into())),
             Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
@@ -288,30 +304,51 @@ impl Backend for EmbeddedVm {
     ) -> Result<ReplStep> {
         let started = clock::now();
         self.capture().clear();
-        let mut compiled = None;
-        if first_line {
+        // As `lua` does: a first line is tried as `return <line>;`. Repeated input reuses
+        // its compiled chunk, or the knowledge that it is not an expression.
+        if first_line && !self.not_expr.contains(chunk) {
+            if let Some(c) = self.repl_expr.get(chunk) {
+                return self
+                    .run_chunk(c, false, None, timeout, cancel, started)
+                    .map(ReplStep::Ran);
+            }
             let body = chunk.strip_prefix(b"=").unwrap_or(chunk);
             let mut with_return = Vec::with_capacity(body.len() + 8);
             with_return.extend_from_slice(b"return ");
             with_return.extend_from_slice(body);
             with_return.push(b';');
-            if let Compiled::Chunk(c) = self.compile_repl(&with_return)? {
-                compiled = Some(c);
+            match self.compile_repl(&with_return)? {
+                Compiled::Chunk(c) => {
+                    let release = keep(&self.main, &mut self.repl_expr, chunk, c);
+                    return self
+                        .run_chunk(c, release, None, timeout, cancel, started)
+                        .map(ReplStep::Ran);
+                }
+                _ => {
+                    if self.not_expr.len() >= NOT_EXPR_CAPACITY {
+                        self.not_expr.clear();
+                    }
+                    if chunk.len() <= MAX_CACHED_CODE {
+                        self.not_expr.insert(chunk.into());
+                    }
+                }
             }
         }
-        let chunk_ref = match compiled {
-            Some(c) => c,
-            None => match self.compile_repl(chunk)? {
-                Compiled::Chunk(c) => c,
-                Compiled::SyntaxError(m) if m.ends_with("<eof>") => {
-                    return Ok(ReplStep::Incomplete)
-                }
-                Compiled::SyntaxError(m) => return Ok(ReplStep::Ran(self.failed(m, started))),
-                Compiled::OutOfMemory => return Err(self.memory_error("not enough memory".into())),
-            },
-        };
-        self.run_chunk(chunk_ref, true, None, timeout, cancel, started)
-            .map(ReplStep::Ran)
+        if let Some(c) = self.repl_stmt.get(chunk) {
+            return self
+                .run_chunk(c, false, None, timeout, cancel, started)
+                .map(ReplStep::Ran);
+        }
+        match self.compile_repl(chunk)? {
+            Compiled::Chunk(c) => {
+                let release = keep(&self.main, &mut self.repl_stmt, chunk, c);
+                self.run_chunk(c, release, None, timeout, cancel, started)
+                    .map(ReplStep::Ran)
+            }
+            Compiled::SyntaxError(m) if m.ends_with("<eof>") => Ok(ReplStep::Incomplete),
+            Compiled::SyntaxError(m) => Ok(ReplStep::Ran(self.failed(m, started))),
+            Compiled::OutOfMemory => Err(self.memory_error("not enough memory".into())),
+        }
     }
 
     fn stopper(&self) -> Arc<dyn Stopper> {
