@@ -91,9 +91,14 @@ impl Manager {
     }
 
     pub fn create_vm(&self, vm_id: &str, options_json: &str) -> Result<Arc<Vm>> {
-        Self::check_id(vm_id)?;
         let map = parse_object(options_json, "VM options")?;
         let options = VmOptions::from_json(&map, &self.defaults)?;
+        self.add_vm(vm_id, options)
+    }
+
+    /// Builds a VM named `vm_id` and adds it, unless the id is taken.
+    fn add_vm(&self, vm_id: &str, options: VmOptions) -> Result<Arc<Vm>> {
+        Self::check_id(vm_id)?;
         if self.vms.read().contains_key(vm_id) {
             return Err(already_exists(vm_id));
         }
@@ -384,19 +389,7 @@ impl Manager {
             status: Status::SessionNotFound,
             message: format!("Source VM '{src}' not found"),
         })?;
-        let options = VmOptions::from_json(&vm.options().to_json(), &VmOptions::default())?;
-        Self::check_id(dst)?;
-        if self.vms.read().contains_key(dst) {
-            return Err(already_exists(dst));
-        }
-        let new_vm = Vm::new(dst, options)?;
-        {
-            let mut vms = self.vms.write();
-            if vms.contains_key(dst) {
-                return Err(already_exists(dst));
-            }
-            vms.insert(dst.to_string(), new_vm.clone());
-        }
+        let new_vm = self.add_vm(dst, vm.options().clone())?;
         let session = Session::new(dst, new_vm, true, self.scheduler());
         self.sessions
             .write()
