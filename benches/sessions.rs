@@ -676,6 +676,26 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
             assert_eq!(fresh_repl.repl_drain(&line), 0)
         },
     );
+    let cmd_n = std::cell::Cell::new(0u64);
+    let raw_cmd_n = std::cell::Cell::new(0u64);
+    let cmd_repl = RawRepl::new();
+    cmd_repl.exec_drain("x = 0");
+    let (lib_cmd_fresh, raw_cmd_fresh) = paired(
+        &plan,
+        || {
+            cmd_n.set(cmd_n.get() + 1);
+            let line = format!("x = x + 1 -- {}", cmd_n.get());
+            match m.command(&ids[2], line.as_bytes()) {
+                Ok(n) => assert_eq!(n, 0, "output from {line:?}"),
+                Err(st) => panic!("execute_interactive_command: status {st}: {}", last_error()),
+            }
+        },
+        || {
+            raw_cmd_n.set(raw_cmd_n.get() + 1);
+            let line = format!("x = x + 1 -- {}\n", raw_cmd_n.get());
+            assert_eq!(cmd_repl.repl_drain(&line), 0)
+        },
+    );
     let (lib_cmd, raw_cmd) = paired(
         &plan,
         || match m.command(&ids[2], PRINT.as_bytes()) {
@@ -720,6 +740,11 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
                 raw_cmd,
             )
         },
+        round_trip_row(
+            "round trip `x = x + 1 -- <n>` through execute_interactive_command (send, wait, read in one call)",
+            lib_cmd_fresh,
+            raw_cmd_fresh,
+        ),
     ];
     let note = format!(
         "round trip: bioxen_vm_manager_send_input then bioxen_vm_manager_read_output(timeout_ms={READ_TIMEOUT_MS}, flags=0: \
@@ -730,7 +755,8 @@ fn section_round_trip(cx: &Ctx) -> (Vec<Row>, String) {
          first (a syntax error for an assignment) and only then the line itself; \
          a session keeps the compiled form of lines it has seen (as `execute` keeps compiled chunks), \
          so repeated lines skip compilation; the `-- <n>` row makes every line new, against the \
-         lua-style anchor on the same new lines; \
+         lua-style anchor on the same new lines; execute_interactive_command evaluates the input \
+         on the calling thread without waking a worker (it knows a reader waits); \
          {} samples each, batch {}",
         plan.samples, plan.batch
     );

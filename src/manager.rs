@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobStatus, Pool};
-use crate::session::{OutputCallback, Scheduler, Session, Streams, Wait};
+use crate::session::{OutputCallback, Scheduler, Session};
 use crate::status::bioxen_vm_status as Status;
 use crate::vm::options::{get_bool, get_str, parse_object, reject_unknown};
 use crate::vm::{ExecOutput, ExecRequest, Vm, VmOptions};
@@ -365,11 +365,7 @@ impl Manager {
         command: &[u8],
         timeout: Duration,
     ) -> Result<Vec<u8>> {
-        let session = self.session(vm_id)?;
-        self.send_input(vm_id, command)?;
-        Ok(session
-            .read(timeout, Wait::Idle, Streams::All)
-            .unwrap_or_default())
+        self.session(vm_id)?.command(command, timeout)
     }
 
     /// Ends the session of `vm_id` (also while it evaluates); the VM stays.

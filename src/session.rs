@@ -287,6 +287,19 @@ impl Session {
     /// Queues input (one or more lines; a last line without a newline counts as a line)
     /// and makes sure it gets evaluated; returns at once.
     pub fn send_input(&self, input: &[u8]) -> Result<()> {
+        self.queue_input(input, true)
+    }
+
+    /// `send_input`, then [`Session::read`] until idle: the calling thread evaluates the
+    /// input itself, so no worker is woken for it.
+    pub fn command(&self, input: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+        self.queue_input(input, false)?;
+        Ok(self
+            .read(timeout, Wait::Idle, Streams::All)
+            .unwrap_or_default())
+    }
+
+    fn queue_input(&self, input: &[u8], schedule_now: bool) -> Result<()> {
         let mut st = self.state.lock();
         self.check_live(&st)?;
         let mut rest = input;
@@ -304,7 +317,7 @@ impl Session {
             st.queue.push_back(Vec::new());
         }
         st.last_activity = now_epoch();
-        let schedule = Self::needs_schedule(&mut st);
+        let schedule = schedule_now && Self::needs_schedule(&mut st);
         drop(st);
         if schedule {
             self.schedule()?;
@@ -412,10 +425,14 @@ impl Session {
             }
         }
         let mut st = self.state.lock();
-        if !st.out.has(which) {
-            return None;
+        // Input this read did not get to (time up) must not wait for the next call.
+        let schedule = Self::needs_schedule(&mut st);
+        let out = st.out.has(which).then(|| st.out.take(which));
+        drop(st);
+        if schedule {
+            let _ = self.schedule();
         }
-        Some(st.out.take(which))
+        out
     }
 
     /// Evaluates one queued line on this thread, if nobody is evaluating.
