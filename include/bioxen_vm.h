@@ -685,7 +685,7 @@ int32_t bioxen_vm_manager_create_interactive_vm(uint64_t manager,
  * NULL) then receives the session's output as it is produced, with `user_data`, until the
  * session is detached or terminated; the library never frees `user_data`.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND ("VM 'x' not
- * found"), ATTACH_ERROR (already attached), SESSION_STATE_ERROR (terminated).
+ * found"), ATTACH_ERROR (already attached).
  *
  * # Safety
  * `vm_id` must be NUL-terminated; `callback` and `user_data` must stay usable while
@@ -724,7 +724,7 @@ int32_t bioxen_vm_manager_is_attached(uint64_t manager, const char *vm_id, bool 
  * back clean through `bioxen_vm_manager_read_output` or the output callback: no echo, no
  * prompt.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, SESSION_NOT_FOUND,
- * SESSION_STATE_ERROR (terminated), VM_MANAGER_ERROR (manager shut down).
+ * VM_MANAGER_ERROR (manager shut down). A session terminated meanwhile is SESSION_NOT_FOUND.
  *
  * # Safety
  * `vm_id` must be NUL-terminated; `input` must point to `len` bytes (NULL when 0).

@@ -274,11 +274,13 @@ impl Session {
         *self.callback.lock() = callback;
     }
 
+    /// A terminated session answers as a missing one does: a caller that raced with the
+    /// terminate sees the same error as one that came after it.
     fn check_live(&self, st: &State) -> Result<()> {
         if st.terminated {
             return Err(session_error(
-                Status::SessionStateError,
-                format!("Session '{}' has been terminated", self.vm_id),
+                Status::SessionNotFound,
+                format!("No interactive session for VM '{}'", self.vm_id),
             ));
         }
         Ok(())

@@ -343,3 +343,179 @@ fn different_vms_run_in_parallel() {
     );
     assert_eq!(t.join().unwrap(), OK);
 }
+
+#[test]
+fn sessions_raced_from_16_threads() {
+    within(Duration::from_secs(90), "session race", || {
+        let mut m = 0;
+        assert_eq!(
+            unsafe { bioxen_vm_manager_new(c(r#"{"max_workers": 3}"#).as_ptr(), &mut m) },
+            OK
+        );
+        let ids: Vec<_> = (0..4).map(|i| c(&format!("s{i}"))).collect();
+        for id in &ids {
+            assert_eq!(
+                unsafe { bioxen_vm_manager_create_interactive_vm(m, id.as_ptr(), null(), true) },
+                OK
+            );
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|t| {
+                let (stop, ops, ids) = (stop.clone(), ops.clone(), ids.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::SeqCst) {
+                        n += 1;
+                        let id = &ids[((t as u64 + n) % 4) as usize];
+                        let st = match (t + n as usize) % 9 {
+                            0 | 1 | 2 => {
+                                let line = format!("x = (x or 0) + 1 print(x) -- {t}\n");
+                                unsafe {
+                                    bioxen_vm_manager_send_input(
+                                        m,
+                                        id.as_ptr(),
+                                        line.as_ptr().cast(),
+                                        line.len(),
+                                    )
+                                }
+                            }
+                            3 | 4 => {
+                                let mut b = bioxen_vm_bytes {
+                                    data: std::ptr::null_mut(),
+                                    len: 0,
+                                };
+                                let mut has = false;
+                                let flags = if n % 2 == 0 { 0 } else { 4 };
+                                let st = unsafe {
+                                    bioxen_vm_manager_read_output(
+                                        m,
+                                        id.as_ptr(),
+                                        20,
+                                        flags,
+                                        &mut b,
+                                        &mut has,
+                                    )
+                                };
+                                unsafe { bioxen_vm_bytes_free(&mut b) };
+                                st
+                            }
+                            5 => {
+                                let cmd = "for i = 1, 200 do y = i end";
+                                let mut b = bioxen_vm_bytes {
+                                    data: std::ptr::null_mut(),
+                                    len: 0,
+                                };
+                                let st = unsafe {
+                                    bioxen_vm_manager_execute_interactive_command(
+                                        m,
+                                        id.as_ptr(),
+                                        cmd.as_ptr().cast(),
+                                        cmd.len(),
+                                        50,
+                                        &mut b,
+                                    )
+                                };
+                                unsafe { bioxen_vm_bytes_free(&mut b) };
+                                st
+                            }
+                            6 => unsafe {
+                                bioxen_vm_manager_interrupt_session(
+                                    m,
+                                    id.as_ptr(),
+                                    std::ptr::null_mut(),
+                                )
+                            },
+                            7 => {
+                                // Detach then attach again (either may find the other state).
+                                unsafe { bioxen_vm_manager_detach(m, id.as_ptr()) };
+                                unsafe {
+                                    bioxen_vm_manager_attach(
+                                        m,
+                                        id.as_ptr(),
+                                        None,
+                                        std::ptr::null_mut(),
+                                    )
+                                }
+                            }
+                            _ => {
+                                if n % 50 == 0 {
+                                    // Terminate and bring the session back.
+                                    unsafe { bioxen_vm_manager_terminate_session(m, id.as_ptr()) };
+                                    unsafe {
+                                        bioxen_vm_manager_attach(
+                                            m,
+                                            id.as_ptr(),
+                                            None,
+                                            std::ptr::null_mut(),
+                                        )
+                                    }
+                                } else {
+                                    let mut b = bioxen_vm_bytes {
+                                        data: std::ptr::null_mut(),
+                                        len: 0,
+                                    };
+                                    let st = unsafe { bioxen_vm_manager_list_sessions(m, &mut b) };
+                                    unsafe { bioxen_vm_bytes_free(&mut b) };
+                                    st
+                                }
+                            }
+                        };
+                        assert!(
+                            [
+                                OK,
+                                S::SessionNotFound.code(),
+                                S::AttachError.code(),
+                                S::DetachError.code(),
+                            ]
+                            .contains(&st),
+                            "{}: {}",
+                            status_name(st),
+                            last_error()
+                        );
+                        ops.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(1500));
+        stop.store(true, Ordering::SeqCst);
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(
+            ops.load(Ordering::Relaxed) > 1000,
+            "{}",
+            ops.load(Ordering::Relaxed)
+        );
+        // Every session still answers (recreating the ones a terminate left without one).
+        for id in &ids {
+            unsafe { bioxen_vm_manager_attach(m, id.as_ptr(), None, std::ptr::null_mut()) };
+            let cmd = "'alive'";
+            let mut b = bioxen_vm_bytes {
+                data: std::ptr::null_mut(),
+                len: 0,
+            };
+            assert_eq!(
+                unsafe {
+                    bioxen_vm_manager_execute_interactive_command(
+                        m,
+                        id.as_ptr(),
+                        cmd.as_ptr().cast(),
+                        cmd.len(),
+                        5000,
+                        &mut b,
+                    )
+                },
+                OK
+            );
+            let out = String::from_utf8(bytes_of(&b)).unwrap();
+            unsafe { bioxen_vm_bytes_free(&mut b) };
+            assert!(out.ends_with("alive\n"), "{out:?}");
+        }
+        let t = Instant::now();
+        assert_eq!(bioxen_vm_manager_free(m), OK);
+        assert!(t.elapsed() < Duration::from_secs(6));
+    });
+}
