@@ -370,7 +370,7 @@ fn sessions_raced_from_16_threads() {
                         n += 1;
                         let id = &ids[((t as u64 + n) % 4) as usize];
                         let st = match (t + n as usize) % 9 {
-                            0 | 1 | 2 => {
+                            0..=2 => {
                                 let line = format!("x = (x or 0) + 1 print(x) -- {t}\n");
                                 unsafe {
                                     bioxen_vm_manager_send_input(
@@ -387,7 +387,7 @@ fn sessions_raced_from_16_threads() {
                                     len: 0,
                                 };
                                 let mut has = false;
-                                let flags = if n % 2 == 0 { 0 } else { 4 };
+                                let flags = if n.is_multiple_of(2) { 0 } else { 4 };
                                 let st = unsafe {
                                     bioxen_vm_manager_read_output(
                                         m,
@@ -440,7 +440,7 @@ fn sessions_raced_from_16_threads() {
                                 }
                             }
                             _ => {
-                                if n % 50 == 0 {
+                                if n.is_multiple_of(50) {
                                     // Terminate and bring the session back.
                                     unsafe { bioxen_vm_manager_terminate_session(m, id.as_ptr()) };
                                     unsafe {
