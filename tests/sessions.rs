@@ -440,3 +440,29 @@ fn input_left_after_an_any_output_read_is_still_evaluated() {
     }
     assert_eq!(m.command("s", "n"), "40\n");
 }
+
+#[test]
+fn session_input_runs_under_the_vm_limits() {
+    let m = Mgr::new();
+    let id = c("lim");
+    let opts = c(r#"{"timeout": 0.05, "memory_limit": 4000000}"#);
+    assert_eq!(
+        unsafe { bioxen_vm_manager_create_interactive_vm(m.0, id.as_ptr(), opts.as_ptr(), true) },
+        OK
+    );
+    m.command("lim", "kept = 'yes'");
+    // A runaway line stops at the VM's default timeout; the session and its state go on.
+    let t = std::time::Instant::now();
+    assert_eq!(
+        m.command("lim", "while true do end"),
+        "Lua execution timed out after 0.05 seconds\n"
+    );
+    assert!(t.elapsed() < std::time::Duration::from_secs(2));
+    // A memory bomb hits the VM's limit.
+    let out = m.command("lim", "local t = {} for i = 1, 1e8 do t[i] = i end");
+    assert!(
+        out.starts_with("Lua memory limit of 4000000 bytes exceeded"),
+        "{out}"
+    );
+    assert_eq!(m.command("lim", "kept"), "yes\n");
+}
