@@ -22,22 +22,20 @@
 //!   `getrusage(RUSAGE_SELF)` over 2 s of sleeping; `Threads` from `/proc/self/status`.
 
 use bioxen_vm::ffi::{
-    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_last_error_message,
-    bioxen_vm_manager_create_interactive_vm, bioxen_vm_manager_execute_interactive_command,
-    bioxen_vm_manager_free, bioxen_vm_manager_new, bioxen_vm_manager_read_output,
-    bioxen_vm_manager_send_input,
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_create_interactive_vm,
+    bioxen_vm_manager_execute_interactive_command, bioxen_vm_manager_free, bioxen_vm_manager_new,
+    bioxen_vm_manager_read_output, bioxen_vm_manager_send_input,
 };
 use mlua::{Lua, MultiValue};
 use std::ffi::{c_long, CStr, CString};
 use std::fmt::Write as _;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-/// Other processes' CPU share above which the machine counts as busy.
-const BUSY_SHARE: f64 = 0.20;
-/// Longest wait for a quiet machine before a section.
-const MAX_QUIET_WAIT: Duration = Duration::from_secs(30);
+mod harness;
+use harness::*;
+
 /// Sessions (or raw states) kept alive for the memory and idle measurements.
 const SESSIONS: usize = 10_000;
 /// How long the idle measurement sleeps.
@@ -52,15 +50,6 @@ const PRINT: &str = "print(x)\n";
 
 // ---------------------------------------------------------------------------------------
 // The library, through its C ABI
-
-fn last_error() -> String {
-    let p = bioxen_vm_last_error_message();
-    if p.is_null() {
-        return "(no message)".into();
-    }
-    // SAFETY: the library returns a NUL-terminated string valid until this thread's next call.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
 
 fn cstring(s: &str) -> CString {
     CString::new(s).expect("no NUL inside")
@@ -228,101 +217,6 @@ impl RawRepl {
 // ---------------------------------------------------------------------------------------
 // Statistics and the paired harness
 
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    median: f64,
-    p99: f64,
-}
-
-fn stats(mut v: Vec<f64>) -> Stats {
-    assert!(!v.is_empty());
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    let rank = ((0.99 * n as f64).ceil() as usize).clamp(1, n);
-    Stats {
-        median,
-        p99: v[rank - 1],
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    stats(v.to_vec()).median
-}
-
-/// Nanoseconds per operation over one batch.
-#[inline(never)]
-fn time_batch<F: FnMut()>(f: &mut F, batch: usize) -> f64 {
-    let t = Instant::now();
-    for _ in 0..batch {
-        f();
-    }
-    t.elapsed().as_nanos() as f64 / batch as f64
-}
-
-struct Plan {
-    warmup: usize,
-    samples: usize,
-    batch: usize,
-}
-
-/// Warms up both sides, then takes `samples` batches of each, alternating (and flipping
-/// which goes first on every sample). Returns per-operation statistics for `a` and `b`.
-fn paired<A: FnMut(), B: FnMut()>(p: &Plan, mut a: A, mut b: B) -> (Stats, Stats) {
-    for _ in 0..p.warmup {
-        a();
-        b();
-    }
-    let mut sa = Vec::with_capacity(p.samples);
-    let mut sb = Vec::with_capacity(p.samples);
-    for i in 0..p.samples {
-        if i % 2 == 0 {
-            sa.push(time_batch(&mut a, p.batch));
-            sb.push(time_batch(&mut b, p.batch));
-        } else {
-            sb.push(time_batch(&mut b, p.batch));
-            sa.push(time_batch(&mut a, p.batch));
-        }
-    }
-    (stats(sa), stats(sb))
-}
-
-/// As [`paired`] with three sides; the order rotates on every sample.
-fn paired3<A: FnMut(), B: FnMut(), C: FnMut()>(
-    p: &Plan,
-    mut a: A,
-    mut b: B,
-    mut c: C,
-) -> (Stats, Stats, Stats) {
-    for _ in 0..p.warmup {
-        a();
-        b();
-        c();
-    }
-    let mut s = [
-        Vec::with_capacity(p.samples),
-        Vec::with_capacity(p.samples),
-        Vec::with_capacity(p.samples),
-    ];
-    for i in 0..p.samples {
-        for k in 0..3 {
-            let side = (i + k) % 3;
-            let t = match side {
-                0 => time_batch(&mut a, p.batch),
-                1 => time_batch(&mut b, p.batch),
-                _ => time_batch(&mut c, p.batch),
-            };
-            s[side].push(t);
-        }
-    }
-    let [x, y, z] = s;
-    (stats(x), stats(y), stats(z))
-}
-
 // ---------------------------------------------------------------------------------------
 // Process and machine measurements
 
@@ -380,225 +274,11 @@ fn process_cpu_ns() -> u64 {
     (us(&u.ru_utime) + us(&u.ru_stime)) * 1000
 }
 
-#[derive(Clone, Copy)]
-struct CpuSnap {
-    busy: u64,
-    total: u64,
-    own: u64,
-}
-
-fn cpu_snap() -> CpuSnap {
-    let stat = std::fs::read_to_string("/proc/stat").expect("/proc/stat");
-    let line = stat.lines().next().expect("cpu line");
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|x| x.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let idle = f[3] + f[4];
-    let total: u64 = f.iter().take(8).sum();
-    let me = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let rest = &me[me.rfind(')').expect("comm") + 1..];
-    let g: u64 = rest
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|x| x.parse::<u64>().unwrap_or(0))
-        .sum();
-    CpuSnap {
-        busy: total - idle,
-        total,
-        own: g, // utime + stime + cutime + cstime
-    }
-}
-
-/// Share of the whole machine's CPU (all cores) that other processes used between a and b.
-fn other_share(a: CpuSnap, b: CpuSnap) -> f64 {
-    let total = b.total.saturating_sub(a.total);
-    if total == 0 {
-        return 0.0;
-    }
-    let busy = b.busy.saturating_sub(a.busy);
-    let own = b.own.saturating_sub(a.own);
-    busy.saturating_sub(own) as f64 / total as f64
-}
-
-struct Gate {
-    checked: bool,
-    waited: Duration,
-    quiet: bool,
-}
-
-/// Waits until other processes used at most `BUSY_SHARE` of the CPU over 1 s, for at
-/// most `MAX_QUIET_WAIT`.
-fn wait_quiet() -> Gate {
-    let start = Instant::now();
-    loop {
-        let a = cpu_snap();
-        std::thread::sleep(Duration::from_secs(1));
-        let share = other_share(a, cpu_snap());
-        if share <= BUSY_SHARE {
-            return Gate {
-                checked: true,
-                waited: start.elapsed().saturating_sub(Duration::from_secs(1)),
-                quiet: true,
-            };
-        }
-        if start.elapsed() >= MAX_QUIET_WAIT {
-            return Gate {
-                checked: true,
-                waited: start.elapsed(),
-                quiet: false,
-            };
-        }
-    }
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 // ---------------------------------------------------------------------------------------
 // Table
 
-enum Met {
-    Yes,
-    No,
-    Info,
-}
-
-struct Row {
-    op: String,
-    lib: String,
-    anchor: String,
-    ratio: String,
-    target: String,
-    met: Met,
-    other: String,
-}
-
-fn fmt_ns(ns: f64) -> String {
-    if ns >= 1e6 {
-        format!("{:.2} ms", ns / 1e6)
-    } else if ns >= 1e4 {
-        format!("{:.1} µs", ns / 1e3)
-    } else if ns >= 1e3 {
-        format!("{:.2} µs", ns / 1e3)
-    } else {
-        format!("{ns:.0} ns")
-    }
-}
-
-fn fmt_stats(s: Stats) -> String {
-    format!("{} (p99 {})", fmt_ns(s.median), fmt_ns(s.p99))
-}
-
-fn other_text(share: f64, gate: &Gate) -> String {
-    let mut s = format!("{:.1}%", share * 100.0);
-    if !gate.checked {
-        s += " (not checked before)";
-    } else if !gate.quiet {
-        let _ = write!(
-            s,
-            " (busy before: gave up after {} s)",
-            gate.waited.as_secs()
-        );
-    } else if gate.waited >= Duration::from_secs(1) {
-        let _ = write!(s, " (waited {} s)", gate.waited.as_secs());
-    }
-    s
-}
-
-const HEADERS: [&str; 7] = [
-    "operation",
-    "bioxen_vm",
-    "raw mlua anchor",
-    "ratio",
-    "target",
-    "met?",
-    "other CPU",
-];
-
-fn cells(r: &Row) -> [String; 7] {
-    let met = match r.met {
-        Met::Yes => "yes",
-        Met::No => "NO",
-        Met::Info => "n/a",
-    };
-    [
-        r.op.clone(),
-        r.lib.clone(),
-        r.anchor.clone(),
-        r.ratio.clone(),
-        r.target.clone(),
-        met.to_string(),
-        r.other.clone(),
-    ]
-}
-
-fn text_table(rows: &[Row]) -> String {
-    let all: Vec<[String; 7]> = rows.iter().map(cells).collect();
-    let mut w: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
-    for c in &all {
-        for (i, s) in c.iter().enumerate() {
-            w[i] = w[i].max(s.chars().count());
-        }
-    }
-    let line = |c: &[String]| {
-        let mut s = String::new();
-        for (i, x) in c.iter().enumerate() {
-            let pad = w[i] - x.chars().count();
-            let _ = write!(
-                s,
-                "{}{x}{}",
-                if i == 0 { "" } else { " | " },
-                " ".repeat(pad)
-            );
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&HEADERS.map(String::from));
-    out += &(w
-        .iter()
-        .map(|n| "-".repeat(*n))
-        .collect::<Vec<_>>()
-        .join("-|-")
-        + "\n");
-    for c in &all {
-        out += &line(c);
-    }
-    out
-}
-
-fn markdown_table(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", HEADERS.join(" | "));
-    out += "|---|---:|---:|---:|---|---|---:|\n";
-    for r in rows {
-        let c = cells(r).map(|s| s.replace('|', "\\|"));
-        out += &format!("| {} |\n", c.join(" | "));
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // Sections
-
-struct Ctx {
-    quick: bool,
-}
-
-impl Ctx {
-    fn n(&self, full: usize, quick: usize) -> usize {
-        if self.quick {
-            quick
-        } else {
-            full
-        }
-    }
-}
 
 fn round_trip_row(op: &str, lib: Stats, raw: Stats) -> Row {
     Row {
@@ -953,48 +633,11 @@ fn section_idle(_cx: &Ctx) -> (Vec<Row>, String) {
 // ---------------------------------------------------------------------------------------
 // Main
 
-type Section = fn(&Ctx) -> (Vec<Row>, String);
-
 const SECTIONS: [(&str, Section); 3] = [
     ("round-trip", section_round_trip),
     ("memory", section_memory),
     ("idle", section_idle),
 ];
-
-fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
 
 fn usage_exit(message: &str) -> ! {
     eprintln!("{message}; use --markdown <path>, --quick, --only <section>, --no-wait");
