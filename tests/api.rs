@@ -35,18 +35,6 @@ fn create(m: u64, id: &str, options: &str) -> i32 {
     unsafe { bioxen_vm_manager_create_vm(m, i.as_ptr(), o.as_ptr()) }
 }
 
-fn mexec(m: u64, id: &str, src: &str, timeout_ms: u64) -> Result<Res, (i32, String)> {
-    let i = c(id);
-    let (p, n) = code(src);
-    let mut r = empty_result();
-    let st = unsafe { bioxen_vm_manager_execute(m, i.as_ptr(), p, n, null(), timeout_ms, &mut r) };
-    if st == OK {
-        Ok(take_result(r))
-    } else {
-        Err((st, last_error()))
-    }
-}
-
 #[test]
 fn version_abi_and_status_names() {
     let v = unsafe { CStr::from_ptr(bioxen_vm_version()) };

@@ -91,23 +91,7 @@ fn wait_cancel_and_status_track_every_job_of_a_vm() {
         json!([4]),
         "the most recent job's outcome"
     );
-    let code = "return n";
-    let mut r = empty_result();
-    assert_eq!(
-        unsafe {
-            bioxen_vm_manager_execute(
-                m.0,
-                id.as_ptr(),
-                code.as_ptr().cast(),
-                code.len(),
-                null(),
-                0,
-                &mut r,
-            )
-        },
-        OK
-    );
-    assert_eq!(take_result(r).values, json!([5]));
+    assert_eq!(mexec(m.0, "v", "return n", 0).unwrap().values, json!([5]));
     assert_eq!(m.status("v"), "done");
     // Cancel every unfinished job.
     let spin = m.async_exec("v", "while true do end");

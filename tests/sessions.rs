@@ -158,43 +158,13 @@ const BIOXEN_VM_READ_STDERR_FLAG: i32 = bioxen_vm_read::Stderr as i32;
 fn session_and_execute_share_the_vm_state() {
     let m = Mgr::new();
     m.interactive("s", false);
-    let id = c("s");
-    let code = "shared = 'from execute'";
-    let mut r = empty_result();
-    assert_eq!(
-        unsafe {
-            bioxen_vm_manager_execute(
-                m.0,
-                id.as_ptr(),
-                code.as_ptr().cast(),
-                code.len(),
-                null(),
-                0,
-                &mut r,
-            )
-        },
-        OK
-    );
-    take_result(r);
+    mexec(m.0, "s", "shared = 'from execute'", 0).unwrap();
     assert_eq!(m.command("s", "shared"), "from execute\n");
     m.command("s", "back = 7");
-    let code = "return back";
-    let mut r = empty_result();
     assert_eq!(
-        unsafe {
-            bioxen_vm_manager_execute(
-                m.0,
-                id.as_ptr(),
-                code.as_ptr().cast(),
-                code.len(),
-                null(),
-                0,
-                &mut r,
-            )
-        },
-        OK
+        mexec(m.0, "s", "return back", 0).unwrap().values,
+        serde_json::json!([7])
     );
-    assert_eq!(take_result(r).values, serde_json::json!([7]));
 }
 
 #[test]

@@ -132,25 +132,7 @@ fn remove_raced_with_execute_in_a_manager() {
                         let st = match t % 4 {
                             0 => unsafe { bioxen_vm_manager_create_vm(m, id.as_ptr(), null()) },
                             1 => unsafe { bioxen_vm_manager_remove_vm(m, id.as_ptr()) },
-                            _ => {
-                                let src = "y = (y or 0) + 1 return y";
-                                let mut r = empty_result();
-                                let st = unsafe {
-                                    bioxen_vm_manager_execute(
-                                        m,
-                                        id.as_ptr(),
-                                        src.as_ptr().cast(),
-                                        src.len(),
-                                        null(),
-                                        0,
-                                        &mut r,
-                                    )
-                                };
-                                if st == OK {
-                                    unsafe { bioxen_vm_result_free(&mut r) };
-                                }
-                                st
-                            }
+                            _ => mexec_status(m, "v", "y = (y or 0) + 1 return y", 0),
                         };
                         assert!(
                             [OK, S::VmNotFound.code(), S::VmAlreadyExists.code()].contains(&st),
@@ -195,26 +177,14 @@ fn eight_threads_on_a_hundred_vms_with_mixed_operations() {
                         for (i, id) in ids.iter().enumerate() {
                             let src = "n = (n or 0) + 1 return n";
                             let st = match (i as u64 + round + t) % 5 {
-                                0 | 1 => {
-                                    let mut r = empty_result();
-                                    let st = unsafe {
-                                        bioxen_vm_manager_execute(
-                                            m,
-                                            id.as_ptr(),
-                                            src.as_ptr().cast(),
-                                            src.len(),
-                                            null(),
-                                            0,
-                                            &mut r,
-                                        )
-                                    };
-                                    if st == OK {
-                                        let r = take_result(r);
+                                0 | 1 => match mexec(m, id.to_str().unwrap(), src, 0) {
+                                    Ok(r) => {
                                         assert!(r.success);
                                         counted.fetch_add(1, Ordering::Relaxed);
+                                        OK
                                     }
-                                    st
-                                }
+                                    Err((st, _)) => st,
+                                },
                                 2 => {
                                     let mut j = 0;
                                     let st = unsafe {
@@ -242,21 +212,12 @@ fn eight_threads_on_a_hundred_vms_with_mixed_operations() {
                                     unsafe { bioxen_vm_bytes_free(&mut b) };
                                     st
                                 }
-                                _ => {
-                                    let bomb = "local t = {} for i = 1, 1e7 do t[i] = i end";
-                                    let mut r = empty_result();
-                                    unsafe {
-                                        bioxen_vm_manager_execute(
-                                            m,
-                                            id.as_ptr(),
-                                            bomb.as_ptr().cast(),
-                                            bomb.len(),
-                                            null(),
-                                            5,
-                                            &mut r,
-                                        )
-                                    }
-                                }
+                                _ => mexec_status(
+                                    m,
+                                    id.to_str().unwrap(),
+                                    "local t = {} for i = 1, 1e7 do t[i] = i end",
+                                    5,
+                                ),
                             };
                             assert!(
                                 [OK, S::MemoryLimit.code(), S::Timeout.code()].contains(&st),
@@ -280,23 +241,7 @@ fn eight_threads_on_a_hundred_vms_with_mixed_operations() {
                     }
                     // Each VM saw every increment aimed at it, in some order.
                     for id in &ids[..10] {
-                        let src = "return n";
-                        let mut r = empty_result();
-                        assert_eq!(
-                            unsafe {
-                                bioxen_vm_manager_execute(
-                                    m,
-                                    id.as_ptr(),
-                                    src.as_ptr().cast(),
-                                    src.len(),
-                                    null(),
-                                    0,
-                                    &mut r,
-                                )
-                            },
-                            OK
-                        );
-                        let r = take_result(r);
+                        let r = mexec(m, id.to_str().unwrap(), "return n", 0).unwrap();
                         assert_eq!(r.values[0].as_u64().unwrap(), 3, "{}", r.out());
                     }
                 })

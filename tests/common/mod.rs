@@ -78,6 +78,33 @@ pub fn take_json(mut b: bioxen_vm_bytes) -> serde_json::Value {
     v
 }
 
+/// Runs `src` on the manager's VM `id` (no arguments): the result, or the status and message.
+pub fn mexec(m: u64, id: &str, src: &str, timeout_ms: u64) -> Result<Res, (i32, String)> {
+    let i = c(id);
+    let mut r = empty_result();
+    let st = unsafe {
+        bioxen_vm_manager_execute(
+            m,
+            i.as_ptr(),
+            src.as_ptr().cast(),
+            src.len(),
+            ptr::null(),
+            timeout_ms,
+            &mut r,
+        )
+    };
+    if st == OK {
+        Ok(take_result(r))
+    } else {
+        Err((st, last_error()))
+    }
+}
+
+/// [`mexec`]'s status only.
+pub fn mexec_status(m: u64, id: &str, src: &str, timeout_ms: u64) -> i32 {
+    mexec(m, id, src, timeout_ms).err().map_or(OK, |(st, _)| st)
+}
+
 /// A standalone VM freed on drop.
 pub struct TestVm(pub u64);
 
