@@ -92,8 +92,7 @@ impl Manager {
 
     pub fn create_vm(&self, vm_id: &str, options_json: &str) -> Result<Arc<Vm>> {
         let map = parse_object(options_json, "VM options")?;
-        let options = VmOptions::from_json(&map, &self.defaults)?;
-        self.add_vm(vm_id, options)
+        self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)
     }
 
     /// Builds a VM named `vm_id` and adds it, unless the id is taken.
@@ -283,7 +282,7 @@ impl Manager {
         // Interactive VMs are persistent, as in the original.
         let mut map = parse_object(options_json, "VM options")?;
         map.entry("persistent").or_insert(Value::Bool(true));
-        let vm = self.create_vm(vm_id, &Value::Object(map).to_string())?;
+        let vm = self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)?;
         let session = Session::new(vm_id, vm, auto_attach, self.scheduler());
         self.sessions
             .write()

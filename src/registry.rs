@@ -131,11 +131,3 @@ macro_rules! accessors {
 accessors!(vm, take_vm, Vm, Vm);
 accessors!(manager, take_manager, Manager, Manager);
 accessors!(job, take_job, Job, Job);
-
-/// Number of live handles of each kind (for tests and leak checks).
-pub fn live_count(kind: Kind) -> usize {
-    TABLE
-        .iter()
-        .map(|s| s.read().keys().filter(|h| *h >> 56 == kind as u64).count())
-        .sum()
-}

@@ -54,9 +54,6 @@ pub type OutputCallback = Arc<dyn Fn(&str, Stream, &[u8]) + Send + Sync>;
 /// job to its pool).
 pub type Scheduler = Arc<dyn Fn(Arc<Session>) -> Result<()> + Send + Sync>;
 
-/// Default bound of a session's output buffer.
-pub const DEFAULT_MAX_BUFFERED: usize = 16 << 20;
-
 struct Buffer {
     chunks: VecDeque<(Stream, Vec<u8>)>,
     bytes: usize,
@@ -327,10 +324,16 @@ impl Session {
         Ok(())
     }
 
-    /// Evaluates queued input until the queue is empty (called by a pool job, with the job's
-    /// tag and cancel flag, or by a waiting reader with tag 0). Returns at once if another
-    /// thread is evaluating.
+    /// Evaluates queued input until the queue is empty (called by a pool job). Returns at
+    /// once if another thread is evaluating.
     pub fn drain(&self, from_pool: bool) {
+        self.evaluate(from_pool, usize::MAX);
+    }
+
+    /// Evaluates up to `limit` queued lines on this thread, unless another thread is
+    /// evaluating; input left over (or arriving meanwhile, which nobody scheduled while this
+    /// thread evaluated) is scheduled.
+    fn evaluate(&self, from_pool: bool, limit: usize) {
         {
             let mut st = self.state.lock();
             if from_pool {
@@ -341,24 +344,28 @@ impl Session {
             }
             st.evaluating = true;
         }
-        loop {
+        for _ in 0..limit {
             let (chunk, first) = {
                 let mut st = self.state.lock();
-                let line = if st.terminated {
-                    None
-                } else {
-                    st.queue.pop_front()
-                };
-                let Some(line) = line else {
+                if st.terminated {
                     st.queue.clear();
-                    st.evaluating = false;
-                    self.changed.notify_all();
-                    return;
+                    break;
+                }
+                let Some(line) = st.queue.pop_front() else {
+                    break;
                 };
                 next_chunk(&mut st, &line)
             };
             let r = self.vm.repl_eval(&chunk, first, 0, None);
             self.record(chunk, r);
+        }
+        let mut st = self.state.lock();
+        st.evaluating = false;
+        self.changed.notify_all();
+        let schedule = Self::needs_schedule(&mut st);
+        drop(st);
+        if schedule {
+            let _ = self.schedule();
         }
     }
 
@@ -389,12 +396,6 @@ impl Session {
         self.changed.notify_all();
     }
 
-    /// Whether all queued input has been evaluated.
-    pub fn is_idle(&self) -> bool {
-        let st = self.state.lock();
-        st.queue.is_empty() && !st.evaluating
-    }
-
     /// Waits up to `timeout` (evaluating queued input on this thread when nobody else is)
     /// for `wait`, then takes the buffered output of `which`. `None` when there is none.
     pub fn read(&self, timeout: Duration, wait: Wait, which: Streams) -> Option<Vec<u8>> {
@@ -416,11 +417,7 @@ impl Session {
                 }
                 // Nobody is evaluating: do it here rather than wait for a worker. (The pool
                 // job that was scheduled will find the queue empty.)
-                if wait == Wait::Idle {
-                    self.drain(false);
-                } else {
-                    self.drain_one();
-                }
+                self.evaluate(false, if wait == Wait::Idle { usize::MAX } else { 1 });
                 if Instant::now() >= deadline {
                     break;
                 }
@@ -435,32 +432,6 @@ impl Session {
             let _ = self.schedule();
         }
         out
-    }
-
-    /// Evaluates one queued line on this thread, if nobody is evaluating.
-    fn drain_one(&self) {
-        let (chunk, first) = {
-            let mut st = self.state.lock();
-            if st.evaluating || st.terminated {
-                return;
-            }
-            let Some(line) = st.queue.pop_front() else {
-                return;
-            };
-            st.evaluating = true;
-            next_chunk(&mut st, &line)
-        };
-        let r = self.vm.repl_eval(&chunk, first, 0, None);
-        self.record(chunk, r);
-        let mut st = self.state.lock();
-        st.evaluating = false;
-        self.changed.notify_all();
-        // Input that arrived meanwhile was not scheduled (this thread was evaluating).
-        let schedule = Self::needs_schedule(&mut st);
-        drop(st);
-        if schedule {
-            let _ = self.schedule();
-        }
     }
 
     /// Stops the evaluation running now (the session and its state stay); input queued

@@ -72,11 +72,6 @@ pub fn cancel(t: Ticket) {
     WATCHDOG.state.lock().entries.remove(&(t.0, t.1));
 }
 
-/// Number of deadlines waiting (for tests).
-pub fn pending() -> usize {
-    WATCHDOG.state.lock().entries.len()
-}
-
 fn run() {
     let w = &*WATCHDOG;
     let mut s = w.state.lock();

@@ -74,9 +74,6 @@ pub trait Backend: Send {
     /// The handle other threads use to stop running code.
     fn stopper(&self) -> std::sync::Arc<dyn Stopper>;
 
-    /// Bytes of memory the VM's Lua state uses now, when the backend can tell.
-    fn memory_used(&self) -> Option<usize>;
-
     /// Kind-specific facts for `info` (merged into the VM's info object).
     fn info(&self) -> serde_json::Map<String, serde_json::Value>;
 }

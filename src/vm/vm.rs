@@ -299,11 +299,6 @@ impl Vm {
         m
     }
 
-    /// Memory used by the Lua state, if idle and known.
-    pub fn memory_used(&self) -> Option<usize> {
-        self.backend.try_lock().and_then(|b| b.memory_used())
-    }
-
     #[doc(hidden)]
     /// Runs `f` while holding the backend as `execute` does (tests use it to panic there).
     pub fn with_backend_for_test<R>(&self, f: impl FnOnce() -> R) -> R {

@@ -9,15 +9,11 @@ mod sandbox;
 mod stop;
 mod values;
 
-pub use cache::MAX_CACHED_CODE;
-pub use sandbox::MAX_REP_BYTES;
-pub use values::float_text;
-
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::vm::{Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmOptions};
 use crate::watchdog;
-use cache::ChunkCache;
+use cache::{ChunkCache, MAX_CACHED_CODE};
 use call::{Compiled, Ended};
 use capture::{exact_copy, Capture};
 use mlua::{ffi, Lua};
@@ -353,10 +349,6 @@ impl Backend for EmbeddedVm {
 
     fn stopper(&self) -> Arc<dyn Stopper> {
         self.stopper.clone()
-    }
-
-    fn memory_used(&self) -> Option<usize> {
-        Some(self.lua.used_memory())
     }
 
     fn info(&self) -> serde_json::Map<String, serde_json::Value> {
