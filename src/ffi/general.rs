@@ -44,30 +44,7 @@ pub extern "C" fn bioxen_vm_abi_version() -> u32 {
 /// a number that names no status. Static: never free it.
 #[no_mangle]
 pub extern "C" fn bioxen_vm_status_name(status: i32) -> *const c_char {
-    match bioxen_vm_status::from_code(status) {
-        Some(s) => status_c_name(s).as_ptr().cast(),
-        None => c"UNKNOWN".as_ptr(),
-    }
-}
-
-fn status_c_name(s: bioxen_vm_status) -> &'static [u8] {
-    // Built once: each name with its NUL.
-    static NAMES: once_cell::sync::Lazy<Vec<(bioxen_vm_status, Vec<u8>)>> =
-        once_cell::sync::Lazy::new(|| {
-            crate::status::ALL_STATUSES
-                .iter()
-                .map(|s| {
-                    let mut n = s.name().as_bytes().to_vec();
-                    n.push(0);
-                    (*s, n)
-                })
-                .collect()
-        });
-    NAMES
-        .iter()
-        .find(|(x, _)| *x == s)
-        .map(|(_, n)| n.as_slice())
-        .unwrap_or(b"UNKNOWN\0")
+    bioxen_vm_status::from_code(status).map_or(c"UNKNOWN".as_ptr(), |s| s.c_name().as_ptr())
 }
 
 /// The message of the calling thread's last failed call, or NULL if its last call that
