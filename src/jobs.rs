@@ -99,10 +99,6 @@ impl Job {
         })
     }
 
-    pub fn vm(&self) -> &Arc<Vm> {
-        &self.vm
-    }
-
     pub fn status(&self) -> JobStatus {
         match &*self.state.lock() {
             JobState::Pending | JobState::Running => JobStatus::Running,

@@ -230,10 +230,6 @@ impl Session {
         &self.vm
     }
 
-    pub fn vm_id(&self) -> &str {
-        &self.vm_id
-    }
-
     /// Attaches the session; `callback` (if any) receives output from now on.
     pub fn attach(&self, callback: Option<OutputCallback>) -> Result<()> {
         let mut st = self.state.lock();

@@ -124,10 +124,6 @@ impl Vm {
         self.serial
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn options(&self) -> &VmOptions {
         &self.options
     }
