@@ -265,6 +265,13 @@ typedef void (*bioxen_vm_log_fn)(int32_t level,
                                  void *user_data);
 
 /**
+ * Job completion callback: `job` is the handle given to `bioxen_vm_job_on_done`, `status`
+ * the job's outcome (OK when it ran, including a Lua error; CANCELLED; or its failure
+ * status such as TIMEOUT or INTERRUPTED), `user_data` what was given with the callback.
+ */
+typedef void (*bioxen_vm_job_callback)(uint64_t job, int32_t status, void *user_data);
+
+/**
  * Session output callback: `vm_id` (NUL-terminated UTF-8), the stream
  * (`BIOXEN_VM_STREAM_STDOUT` or `_STDERR`), `len` bytes at `data` (not NUL-terminated,
  * may hold any byte), and the `user_data` given when it was installed. Everything passed
@@ -509,6 +516,21 @@ int32_t bioxen_vm_job_cancel(uint64_t job, bool *out_cancelled);
  * Statuses: OK, INVALID_HANDLE.
  */
 int32_t bioxen_vm_job_free(uint64_t job);
+
+/**
+ * Calls `callback(job, status, user_data)` exactly once when the job finishes: on the
+ * thread that finishes it (a library worker thread, or the thread whose
+ * `bioxen_vm_job_cancel`, `bioxen_vm_manager_remove_vm`, `bioxen_vm_free` or
+ * `bioxen_vm_manager_free` cancels it while queued), or at once on the calling thread,
+ * before this function returns, if it has already finished. The callback may call any
+ * function of the library, e.g. `bioxen_vm_job_wait(job, 0, &r)` to fetch the result
+ * (freeing the job handle inside it is allowed too); it must not unwind and should not
+ * block for long (it holds up the worker's next job). Several callbacks may be
+ * registered on one job; each is called once. Freeing the job handle before it finishes
+ * does not cancel the callback. `user_data` is passed back unchanged and never freed.
+ * Statuses: OK, NULL_POINTER (callback), INVALID_HANDLE.
+ */
+int32_t bioxen_vm_job_on_done(uint64_t job, bioxen_vm_job_callback callback, void *user_data);
 
 /**
  * Creates a VM manager and writes its handle to `*out_manager`.

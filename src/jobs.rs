@@ -19,6 +19,15 @@ enum JobState {
     Cancelled,
 }
 
+/// Called once with the job's final outcome (see [`Job::on_done`]).
+pub type DoneHook = Box<dyn FnOnce(&Result<ExecOutput>) + Send>;
+
+/// The job's state and the hooks waiting for it to finish, under one lock.
+struct Slot {
+    state: JobState,
+    hooks: Vec<DoneHook>,
+}
+
 /// What a job does.
 enum Work {
     /// Run code.
@@ -36,7 +45,7 @@ pub struct Job {
     id: u64,
     vm: Arc<Vm>,
     work: Work,
-    state: Mutex<JobState>,
+    state: Mutex<Slot>,
     cond: Condvar,
     /// Set to stop the job: before it starts (it will not run) or while it runs.
     stop: std::sync::atomic::AtomicBool,
@@ -92,7 +101,10 @@ impl Job {
             id: NEXT_JOB.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             vm,
             work,
-            state: Mutex::new(JobState::Pending),
+            state: Mutex::new(Slot {
+                state: JobState::Pending,
+                hooks: Vec::new(),
+            }),
             cond: Condvar::new(),
             stop: std::sync::atomic::AtomicBool::new(false),
             cancelled_by_user: std::sync::atomic::AtomicBool::new(false),
@@ -100,7 +112,7 @@ impl Job {
     }
 
     pub fn status(&self) -> JobStatus {
-        match &*self.state.lock() {
+        match &self.state.lock().state {
             JobState::Pending | JobState::Running => JobStatus::Running,
             JobState::Done(_) => JobStatus::Done,
             JobState::Cancelled => JobStatus::Cancelled,
@@ -112,17 +124,15 @@ impl Job {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut s = self.state.lock();
         loop {
-            match &*s {
+            match &s.state {
                 JobState::Done(r) => return r.clone(),
-                JobState::Cancelled => {
-                    return Err(Error::Cancelled("the job was cancelled".into()))
-                }
+                JobState::Cancelled => return Err(cancelled_error()),
                 _ => {}
             }
             match deadline {
                 Some(d) => {
                     if self.cond.wait_until(&mut s, d).timed_out()
-                        && matches!(&*s, JobState::Pending | JobState::Running)
+                        && matches!(&s.state, JobState::Pending | JobState::Running)
                     {
                         return Err(Error::WaitTimeout(format!(
                             "the job did not finish within {:?}",
@@ -146,7 +156,7 @@ impl Job {
     /// Cancels the job unless it has started running Lua (used when its VM is removed).
     fn cancel_unless_started(&self) {
         let s = self.state.lock();
-        match &*s {
+        match &s.state {
             JobState::Pending => {
                 drop(s);
                 self.cancel();
@@ -160,10 +170,13 @@ impl Job {
     /// Returns `false` when the job had already finished.
     pub fn cancel(&self) -> bool {
         let mut s = self.state.lock();
-        match &*s {
+        match &s.state {
             JobState::Pending => {
-                *s = JobState::Cancelled;
+                s.state = JobState::Cancelled;
                 self.cond.notify_all();
+                let hooks = std::mem::take(&mut s.hooks);
+                drop(s);
+                run_hooks(hooks, &Err(cancelled_error()));
                 true
             }
             JobState::Running => {
@@ -180,10 +193,10 @@ impl Job {
     fn run(&self) {
         {
             let mut s = self.state.lock();
-            if !matches!(&*s, JobState::Pending) {
+            if !matches!(&s.state, JobState::Pending) {
                 return;
             }
-            *s = JobState::Running;
+            s.state = JobState::Running;
         }
         let r = match &self.work {
             Work::Execute {
@@ -207,12 +220,46 @@ impl Job {
         let cancelled = self
             .cancelled_by_user
             .load(std::sync::atomic::Ordering::SeqCst);
-        *s = match r {
-            Err(Error::Cancelled(_)) => JobState::Cancelled,
-            Err(Error::Interrupted(_)) if cancelled => JobState::Cancelled,
-            r => JobState::Done(r),
+        let (state, outcome) = match r {
+            Err(Error::Cancelled(_)) => (JobState::Cancelled, Err(cancelled_error())),
+            Err(Error::Interrupted(_)) if cancelled => {
+                (JobState::Cancelled, Err(cancelled_error()))
+            }
+            r => (JobState::Done(r.clone()), r),
         };
+        s.state = state;
         self.cond.notify_all();
+        let hooks = std::mem::take(&mut s.hooks);
+        drop(s);
+        run_hooks(hooks, &outcome);
+    }
+
+    /// Calls `hook` once with the job's outcome when it finishes (`Err(Cancelled)` for a
+    /// cancelled job): on the thread that finishes it (a worker, or the thread that
+    /// cancels a queued job), or at once on this thread if it has already finished. No
+    /// lock is held while the hook runs, so it may call back into the job.
+    pub fn on_done(&self, hook: DoneHook) {
+        let mut s = self.state.lock();
+        let outcome = match &s.state {
+            JobState::Pending | JobState::Running => {
+                s.hooks.push(hook);
+                return;
+            }
+            JobState::Done(r) => r.clone(),
+            JobState::Cancelled => Err(cancelled_error()),
+        };
+        drop(s);
+        hook(&outcome);
+    }
+}
+
+fn cancelled_error() -> Error {
+    Error::Cancelled("the job was cancelled".into())
+}
+
+fn run_hooks(hooks: Vec<DoneHook>, outcome: &Result<ExecOutput>) {
+    for hook in hooks {
+        hook(outcome);
     }
 }
 

@@ -2,8 +2,9 @@
 
 use super::boundary::{call, ms_timeout, opt_out, out};
 use super::types::bioxen_vm_result;
+use crate::error::Error;
 use crate::registry;
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 
 /// Waits for the job to finish, up to `timeout_ms` (0 = without limit), and writes its
 /// outcome to `*out_result` (free with `bioxen_vm_result_free`). May be called again (and
@@ -75,5 +76,45 @@ pub extern "C" fn bioxen_vm_job_free(job: u64) -> i32 {
             return Ok(());
         }
         registry::take_job(job).map(drop)
+    })
+}
+
+/// Job completion callback: `job` is the handle given to `bioxen_vm_job_on_done`, `status`
+/// the job's outcome (OK when it ran, including a Lua error; CANCELLED; or its failure
+/// status such as TIMEOUT or INTERRUPTED), `user_data` what was given with the callback.
+pub type bioxen_vm_job_callback =
+    Option<unsafe extern "C" fn(job: u64, status: i32, user_data: *mut c_void)>;
+
+/// Calls `callback(job, status, user_data)` exactly once when the job finishes: on the
+/// thread that finishes it (a library worker thread, or the thread whose
+/// `bioxen_vm_job_cancel`, `bioxen_vm_manager_remove_vm`, `bioxen_vm_free` or
+/// `bioxen_vm_manager_free` cancels it while queued), or at once on the calling thread,
+/// before this function returns, if it has already finished. The callback may call any
+/// function of the library, e.g. `bioxen_vm_job_wait(job, 0, &r)` to fetch the result
+/// (freeing the job handle inside it is allowed too); it must not unwind and should not
+/// block for long (it holds up the worker's next job). Several callbacks may be
+/// registered on one job; each is called once. Freeing the job handle before it finishes
+/// does not cancel the callback. `user_data` is passed back unchanged and never freed.
+/// Statuses: OK, NULL_POINTER (callback), INVALID_HANDLE.
+#[no_mangle]
+pub extern "C" fn bioxen_vm_job_on_done(
+    job: u64,
+    callback: bioxen_vm_job_callback,
+    user_data: *mut c_void,
+) -> i32 {
+    call(|| {
+        let f = callback.ok_or(Error::NullPointer("callback is NULL"))?;
+        let j = registry::job(job)?;
+        let user_data = user_data as usize;
+        j.on_done(Box::new(move |outcome| {
+            let status = match outcome {
+                Ok(_) => 0,
+                Err(e) => e.status() as i32,
+            };
+            // SAFETY: the caller registered `f` with this `user_data` and promised that it
+            // may be called from any thread.
+            unsafe { f(job, status, user_data as *mut c_void) };
+        }));
+        Ok(())
     })
 }

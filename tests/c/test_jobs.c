@@ -358,6 +358,133 @@ static void test_many_vms(void)
     }
 }
 
+/* What one completion callback saw. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int calls;
+    int32_t status;
+    uint64_t job;
+    int32_t wait_status;
+    char stdout_copy[64];
+    pthread_t thread;
+} done_record;
+
+static void on_done(uint64_t job, int32_t status, void *user_data)
+{
+    done_record *d = (done_record *)user_data;
+    bioxen_vm_result r = {0};
+    int32_t ws = bioxen_vm_job_wait(job, 0, &r);
+    pthread_mutex_lock(&d->lock);
+    d->calls++;
+    d->status = status;
+    d->job = job;
+    d->wait_status = ws;
+    d->thread = pthread_self();
+    if (ws == BIOXEN_VM_STATUS_OK && r.stdout_text.data != NULL) {
+        snprintf(d->stdout_copy, sizeof d->stdout_copy, "%s", r.stdout_text.data);
+    }
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    bioxen_vm_result_free(&r);
+}
+
+static void done_init(done_record *d)
+{
+    memset(d, 0, sizeof *d);
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+}
+
+static void done_destroy(done_record *d)
+{
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+}
+
+/* Waits (bounded: 10 s) until the callback ran; returns how often it ran. */
+static int done_wait(done_record *d)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&d->lock);
+    while (d->calls == 0) {
+        if (pthread_cond_timedwait(&d->cond, &d->lock, &until) != 0) {
+            break;
+        }
+    }
+    int calls = d->calls;
+    pthread_mutex_unlock(&d->lock);
+    return calls;
+}
+
+static void test_on_done(uint64_t vm)
+{
+    done_record d;
+    uint64_t job = 0;
+
+    /* A job that runs: the callback comes on a worker thread, once, and may wait. */
+    done_init(&d);
+    CHECK_OK(bioxen_vm_execute_async(vm, LIT(BUSY_300MS), NULL, 0, &job));
+    CHECK_OK(bioxen_vm_job_on_done(job, on_done, &d));
+    CHECK(done_wait(&d) == 1);
+    CHECK(d.status == BIOXEN_VM_STATUS_OK && d.job == job);
+    CHECK(d.wait_status == BIOXEN_VM_STATUS_OK);
+    CHECK(strcmp(d.stdout_copy, "busy done\n") == 0);
+    CHECK(!pthread_equal(d.thread, pthread_self()));
+    /* Registered after it finished: called at once, on this thread. */
+    done_destroy(&d);
+    done_init(&d);
+    CHECK_OK(bioxen_vm_job_on_done(job, on_done, &d));
+    CHECK(d.calls == 1 && d.status == BIOXEN_VM_STATUS_OK);
+    CHECK(pthread_equal(d.thread, pthread_self()));
+    CHECK_OK(bioxen_vm_job_free(job));
+    done_destroy(&d);
+
+    /* A failing job reports its status; freeing the handle first keeps the callback. */
+    done_init(&d);
+    CHECK_OK(bioxen_vm_execute_async(vm, LIT("local t = os.clock() while os.clock() - t < 0.1 do end while true do end"), NULL, 300, &job));
+    CHECK_OK(bioxen_vm_job_on_done(job, on_done, &d));
+    CHECK_OK(bioxen_vm_job_free(job));
+    CHECK(done_wait(&d) == 1);
+    CHECK(d.status == BIOXEN_VM_STATUS_TIMEOUT);
+    CHECK(d.wait_status == BIOXEN_VM_STATUS_INVALID_HANDLE);
+    done_destroy(&d);
+
+    /* A queued job that is cancelled: called on the cancelling thread with CANCELLED. */
+    done_record first, second;
+    uint64_t blocker = 0;
+    done_init(&first);
+    done_init(&second);
+    CHECK_OK(bioxen_vm_execute_async(vm, LIT(BUSY_300MS), NULL, 0, &blocker));
+    CHECK_OK(bioxen_vm_execute_async(vm, LIT("return 1"), NULL, 0, &job));
+    CHECK_OK(bioxen_vm_job_on_done(job, on_done, &first));
+    CHECK_OK(bioxen_vm_job_on_done(job, on_done, &second));
+    CHECK_OK(bioxen_vm_job_cancel(job, NULL));
+    CHECK(first.calls == 1 && second.calls == 1);
+    CHECK(first.status == BIOXEN_VM_STATUS_CANCELLED);
+    CHECK(first.wait_status == BIOXEN_VM_STATUS_CANCELLED);
+    CHECK(pthread_equal(first.thread, pthread_self()));
+    CHECK_OK(bioxen_vm_job_cancel(job, NULL));
+    CHECK(first.calls == 1);
+    CHECK_OK(bioxen_vm_job_free(job));
+    bioxen_vm_result br = {0};
+    CHECK_OK(bioxen_vm_job_wait(blocker, 0, &br));
+    CHECK_TEXT(br.stdout_text, "busy done\n");
+    bioxen_vm_result_free(&br);
+    CHECK_OK(bioxen_vm_job_free(blocker));
+    done_destroy(&first);
+    done_destroy(&second);
+
+    /* Bad input. */
+    CHECK_ERROR(bioxen_vm_job_on_done(job, on_done, NULL), BIOXEN_VM_STATUS_INVALID_HANDLE, "");
+    CHECK_ERROR(bioxen_vm_job_on_done(0, on_done, NULL), BIOXEN_VM_STATUS_INVALID_HANDLE, "");
+    CHECK_OK(bioxen_vm_execute_async(vm, LIT("return 1"), NULL, 0, &job));
+    CHECK_ERROR(bioxen_vm_job_on_done(job, NULL, NULL), BIOXEN_VM_STATUS_NULL_POINTER, "callback");
+    CHECK_OK(bioxen_vm_job_free(job));
+}
+
 int main(void)
 {
     uint64_t vm = 0;
@@ -370,6 +497,7 @@ int main(void)
     test_interrupt_running_job(vm);
     test_free_with_jobs_in_flight();
     test_many_vms();
+    test_on_done(vm);
     CHECK_OK(bioxen_vm_free(vm));
     return check_summary();
 }
