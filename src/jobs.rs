@@ -207,6 +207,7 @@ impl Job {
                 let req = ExecRequest {
                     code,
                     args: args.as_ref(),
+                    chunk_name: None,
                 };
                 self.vm
                     .execute_tagged(&req, *timeout, self.id, Some(&self.stop))

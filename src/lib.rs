@@ -8,6 +8,7 @@
 //!   logging.
 #![allow(non_camel_case_types)]
 
+pub mod agent;
 pub mod clock;
 pub mod cluster;
 pub mod error;

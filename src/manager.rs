@@ -18,6 +18,7 @@ use std::time::Duration;
 const MANAGER_KEYS: &[&str] = &["max_workers", "debug_mode", "lua_executable"];
 /// VM options a manager accepts as defaults for the VMs it creates.
 const DEFAULT_VM_KEYS: &[&str] = &[
+    "vm_type",
     "sandbox",
     "memory_limit",
     "timeout",

@@ -847,6 +847,7 @@ fn panics_become_statuses_and_poison_the_vm() {
     let req = bioxen_vm::vm::ExecRequest {
         code: b"return 1",
         args: None,
+        chunk_name: None,
     };
     let e = vm.execute(&req, None).unwrap_err();
     assert_eq!(e.status(), S::VmPoisoned);

@@ -13,7 +13,13 @@ struct Mgr(u64);
 impl Mgr {
     fn new() -> Mgr {
         let mut m = 0;
-        assert_eq!(unsafe { bioxen_vm_manager_new(null(), &mut m) }, OK);
+        let o = c(&kind_options(""));
+        assert_eq!(
+            unsafe { bioxen_vm_manager_new(o.as_ptr(), &mut m) },
+            OK,
+            "{}",
+            last_error()
+        );
         Mgr(m)
     }
     fn interactive(&self, id: &str, attach: bool) {
@@ -285,10 +291,11 @@ fn interrupt_and_terminate_while_evaluating() {
     assert!(was);
     let out = m.read("s", 5000, 0).unwrap();
     assert_eq!(
-        out, "Lua execution interrupted\n",
+        out,
+        format!("Lua execution interrupted{}\n", lost_state_note()),
         "queued input is discarded"
     );
-    assert_eq!(m.command("s", "keep"), "state\n");
+    assert_eq!(m.command("s", "keep"), kept_state("state\n"));
     // Terminate while evaluating.
     assert_eq!(m.send("s", "while true do end\n"), OK);
     std::thread::sleep(std::time::Duration::from_millis(30));
@@ -309,7 +316,7 @@ fn interrupt_and_terminate_while_evaluating() {
         unsafe { bioxen_vm_manager_attach(m.0, id.as_ptr(), None, null_mut()) },
         OK
     );
-    assert_eq!(m.command("s", "keep"), "state\n");
+    assert_eq!(m.command("s", "keep"), kept_state("state\n"));
 }
 
 #[test]
@@ -425,7 +432,10 @@ fn session_input_runs_under_the_vm_limits() {
     let t = std::time::Instant::now();
     assert_eq!(
         m.command("lim", "while true do end"),
-        "Lua execution timed out after 0.05 seconds\n"
+        format!(
+            "Lua execution timed out after 0.05 seconds{}\n",
+            lost_state_note()
+        )
     );
     assert!(t.elapsed() < std::time::Duration::from_secs(2));
     // A memory bomb hits the VM's limit.
@@ -434,5 +444,5 @@ fn session_input_runs_under_the_vm_limits() {
         out.starts_with("Lua memory limit of 4000000 bytes exceeded"),
         "{out}"
     );
-    assert_eq!(m.command("lim", "kept"), "yes\n");
+    assert_eq!(m.command("lim", "kept"), kept_state("yes\n"));
 }

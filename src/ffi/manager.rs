@@ -106,6 +106,7 @@ pub unsafe extern "C" fn bioxen_vm_manager_execute(
         let req = ExecRequest {
             code,
             args: args.as_ref(),
+            chunk_name: None,
         };
         let o = registry::manager(manager)?.execute(id, &req, ms_timeout(timeout_ms))?;
         *out_result = o.into();

@@ -88,6 +88,7 @@ pub unsafe extern "C" fn bioxen_vm_execute(
         let req = ExecRequest {
             code,
             args: args.as_ref(),
+            chunk_name: None,
         };
         let o = vm.execute(&req, ms_timeout(timeout_ms))?;
         *out_result = o.into();

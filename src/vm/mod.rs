@@ -8,6 +8,7 @@
 pub mod embedded;
 pub(crate) mod options;
 mod output;
+pub mod process;
 #[allow(clippy::module_inception)]
 mod vm;
 

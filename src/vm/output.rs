@@ -9,6 +9,8 @@ pub struct ExecRequest<'a> {
     pub code: &'a [u8],
     /// Arguments as a parsed JSON array; they arrive as the chunk's `...`.
     pub args: Option<&'a serde_json::Value>,
+    /// Chunk name for messages and tracebacks (`None`: `=(bioxen_vm)`; `@path` for files).
+    pub chunk_name: Option<&'a [u8]>,
 }
 
 /// The outcome of an execution that ran to its end (successfully or with a Lua error).

@@ -7,6 +7,7 @@
 
 use crate::error::{Error, Result};
 use crate::vm::embedded::EmbeddedVm;
+use crate::vm::process::ProcessVm;
 use crate::vm::{
     Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmKind, VmOptions,
 };
@@ -89,12 +90,10 @@ impl Vm {
             name.to_string()
         };
         let backend: Box<dyn Backend> = match options.kind {
-            VmKind::Basic if options.networked => {
-                return Err(Error::Unsupported(
-                    "networked VMs need LuaSocket in a child interpreter (the 'process' VM kind), which this build does not provide yet".into(),
-                ))
-            }
+            // LuaSocket is a C module: a networked VM is served by a child interpreter.
+            VmKind::Basic if options.networked => Box::new(ProcessVm::new(&options)?),
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
+            VmKind::Process => Box::new(ProcessVm::new(&options)?),
             other => {
                 return Err(Error::Unsupported(format!(
                     "VM type '{}' is not built in this version (available: basic)",

@@ -162,3 +162,49 @@ impl Drop for TestVm {
         bioxen_vm_free(self.0);
     }
 }
+
+/// The VM kind the shared behaviour suites (sessions, clusters, kinds) run on, as JSON
+/// object members: `BIOXEN_TEST_VM_TYPE` (default `basic`) and, for child interpreters,
+/// `BIOXEN_TEST_LUA` (default `lua5.4`). The test command runs those suites once per kind.
+pub fn kind_members() -> String {
+    let kind = test_kind();
+    if kind == "basic" {
+        return r#""vm_type": "basic""#.to_string();
+    }
+    let lua = std::env::var("BIOXEN_TEST_LUA").unwrap_or_else(|_| "lua5.4".into());
+    format!(r#""vm_type": {kind:?}, "lua_executable": {lua:?}"#)
+}
+
+/// `kind_members()` as a JSON object, plus `extra` members (without braces, may be empty).
+pub fn kind_options(extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{{{}}}", kind_members())
+    } else {
+        format!("{{{}, {extra}}}", kind_members())
+    }
+}
+
+/// `BIOXEN_TEST_VM_TYPE`, or `basic`.
+pub fn test_kind() -> String {
+    std::env::var("BIOXEN_TEST_VM_TYPE").unwrap_or_else(|_| "basic".into())
+}
+
+/// What a stopped execution adds to its message on the test kind: a child interpreter is
+/// killed and restarted, losing its state.
+pub fn lost_state_note() -> &'static str {
+    if test_kind() == "basic" {
+        ""
+    } else {
+        "; the process VM was restarted and its state was lost"
+    }
+}
+
+/// `kept` for a kind whose state survives a timeout or an interrupt, else what an unset
+/// global prints.
+pub fn kept_state(kept: &str) -> String {
+    if test_kind() == "basic" {
+        kept.to_string()
+    } else {
+        "nil\n".to_string()
+    }
+}

@@ -4,7 +4,7 @@
 
 mod cache;
 mod call;
-mod capture;
+pub(crate) mod capture;
 mod sandbox;
 mod stop;
 mod values;
