@@ -104,6 +104,10 @@ typedef enum bioxen_vm_status {
    */
   BIOXEN_VM_STATUS_VM_ALREADY_EXISTS = 15,
   /**
+   * A script file does not exist (the original raised `FileNotFoundError`).
+   */
+  BIOXEN_VM_STATUS_FILE_NOT_FOUND = 16,
+  /**
    * `LuaVMError`: the root of the original hierarchy.
    */
   BIOXEN_VM_STATUS_LUA_VM_ERROR = 20,
@@ -422,6 +426,69 @@ int32_t bioxen_vm_manager_shutdown_all(uint64_t manager, size_t *out_removed);
  * `out_json` must be valid for writes.
  */
 int32_t bioxen_vm_manager_list_persistent_vms(uint64_t manager, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Runs the Lua script at `script_path` (NUL-terminated; any bytes) in the VM's persistent
+ * state, as the original's `execute_file`: the host reads the file and runs its text
+ * under the chunk name `@<path>` (a `#!` first line and a UTF-8 BOM are skipped, as `lua`
+ * does). Writes the outcome to `*out_result` (free with `bioxen_vm_result_free`).
+ * `timeout_ms` as for `bioxen_vm_execute`. Blocks; any thread.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE, FILE_NOT_FOUND ("Lua script not found:
+ * <path>"), INVALID_ARGUMENT (not a regular file, unreadable), and those of
+ * `bioxen_vm_execute` (an empty file is a valid script, not INVALID_ARGUMENT).
+ *
+ * # Safety
+ * `script_path` must be NUL-terminated; `out_result` must be valid for writes.
+ */
+int32_t bioxen_vm_execute_file(uint64_t vm,
+                               const char *script_path,
+                               uint64_t timeout_ms,
+                               struct bioxen_vm_result *out_result);
+
+/**
+ * The original's `execute_temp_script`: writes the code to a new `bioxen_vm-<pid>-<n>.lua`
+ * (mode 0600) in the system temp directory (`TMPDIR`), runs it as
+ * `bioxen_vm_execute_file` does, and removes the file whatever happened (also on a
+ * timeout or an error). Empty code is allowed. Blocks; any thread.
+ * Statuses: those of `bioxen_vm_execute_file`, and SCRIPT_GENERATION_ERROR ("Failed to
+ * create/execute temporary script: …") when the file cannot be written.
+ *
+ * # Safety
+ * `code` must point to `code_len` readable bytes (NULL allowed when 0); `out_result` must
+ * be valid for writes.
+ */
+int32_t bioxen_vm_execute_temp_script(uint64_t vm,
+                                      const char *code,
+                                      size_t code_len,
+                                      uint64_t timeout_ms,
+                                      struct bioxen_vm_result *out_result);
+
+/**
+ * `bioxen_vm_execute_file` on the manager's VM `vm_id`.
+ * Statuses: those of `bioxen_vm_execute_file`, INVALID_UTF8, VM_NOT_FOUND.
+ *
+ * # Safety
+ * As `bioxen_vm_execute_file`; `vm_id` must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_execute_file(uint64_t manager,
+                                       const char *vm_id,
+                                       const char *script_path,
+                                       uint64_t timeout_ms,
+                                       struct bioxen_vm_result *out_result);
+
+/**
+ * `bioxen_vm_execute_temp_script` on the manager's VM `vm_id`.
+ * Statuses: those of `bioxen_vm_execute_temp_script`, INVALID_UTF8, VM_NOT_FOUND.
+ *
+ * # Safety
+ * As `bioxen_vm_execute_temp_script`; `vm_id` must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_execute_temp_script(uint64_t manager,
+                                              const char *vm_id,
+                                              const char *code,
+                                              size_t code_len,
+                                              uint64_t timeout_ms,
+                                              struct bioxen_vm_result *out_result);
 
 /**
  * The library's version, e.g. "0.1.0". Static: never free it.

@@ -39,6 +39,8 @@ pub enum Error {
     VmNotFound(String),
     #[error("{0}")]
     VmAlreadyExists(String),
+    #[error("{0}")]
+    FileNotFound(String),
     /// A failure that maps onto one of the original library's exception classes.
     #[error("{message}")]
     Original { status: Status, message: String },
@@ -63,6 +65,7 @@ impl Error {
             Error::Internal(_) => Status::Internal,
             Error::VmNotFound(_) => Status::VmNotFound,
             Error::VmAlreadyExists(_) => Status::VmAlreadyExists,
+            Error::FileNotFound(_) => Status::FileNotFound,
             Error::Original { status, .. } => *status,
         }
     }

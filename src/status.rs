@@ -42,6 +42,8 @@ pub enum bioxen_vm_status {
     VmNotFound = 14,
     /// A VM with that id already exists in the manager (the original raised `ValueError`).
     VmAlreadyExists = 15,
+    /// A script file does not exist (the original raised `FileNotFoundError`).
+    FileNotFound = 16,
     /// `LuaVMError`: the root of the original hierarchy.
     LuaVmError = 20,
     /// `LuaProcessError`.
@@ -98,6 +100,7 @@ pub const ALL_STATUSES: &[bioxen_vm_status] = &[
     bioxen_vm_status::Internal,
     bioxen_vm_status::VmNotFound,
     bioxen_vm_status::VmAlreadyExists,
+    bioxen_vm_status::FileNotFound,
     bioxen_vm_status::LuaVmError,
     bioxen_vm_status::LuaProcessError,
     bioxen_vm_status::NetworkingError,
@@ -155,6 +158,7 @@ impl bioxen_vm_status {
             Internal => c"INTERNAL",
             VmNotFound => c"VM_NOT_FOUND",
             VmAlreadyExists => c"VM_ALREADY_EXISTS",
+            FileNotFound => c"FILE_NOT_FOUND",
             LuaVmError => c"LUA_VM_ERROR",
             LuaProcessError => c"LUA_PROCESS_ERROR",
             NetworkingError => c"NETWORKING_ERROR",

@@ -3,6 +3,7 @@
 
 pub mod boundary;
 mod cluster;
+mod files;
 mod general;
 mod job;
 mod manager;
@@ -11,6 +12,7 @@ pub mod types;
 mod vm;
 
 pub use cluster::*;
+pub use files::*;
 pub use general::*;
 pub use job::*;
 pub use manager::*;

@@ -6,6 +6,7 @@
 //! thread may call while the backend is busy.
 
 pub mod embedded;
+mod files;
 pub(crate) mod options;
 mod output;
 pub mod process;

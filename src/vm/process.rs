@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a starting interpreter has to send the agent's ready frame.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a child asked to quit has before it is killed.
 const QUIT_GRACE: Duration = Duration::from_millis(200);
 /// Most bytes of the child's own stderr kept per request.

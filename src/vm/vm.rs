@@ -153,6 +153,17 @@ impl Vm {
         if is_blank(req.code) {
             return Err(Error::invalid("Lua code cannot be empty"));
         }
+        self.run_request(req, timeout, tag, cancel)
+    }
+
+    /// `execute_tagged` without the blank-code check (an empty file is a valid script).
+    pub(crate) fn run_request(
+        &self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        tag: u64,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<ExecOutput> {
         if let Some(a) = req.args {
             if !a.is_array() {
                 return Err(Error::invalid("arguments must be a JSON array"));

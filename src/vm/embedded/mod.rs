@@ -137,13 +137,36 @@ impl EmbeddedVm {
         if let Some(c) = self.cache.get(code) {
             return Ok(Ok((c, false)));
         }
-        match call::compile(&self.lua, code, call::CHUNK_NAME) {
-            Ok(Compiled::Chunk(c)) => Ok(Ok((c, keep(&self.main, &mut self.cache, code, c)))),
+        let compiled = call::compile(&self.lua, code, call::CHUNK_NAME);
+        Ok(self
+            .compiled(compiled)?
+            .map(|c| (c, keep(&self.main, &mut self.cache, code, c))))
+    }
+
+    /// A compiled chunk, a syntax error message, or the error compiling raised.
+    fn compiled(
+        &mut self,
+        r: mlua::Result<Compiled>,
+    ) -> Result<std::result::Result<c_int, String>> {
+        match r {
+            Ok(Compiled::Chunk(c)) => Ok(Ok(c)),
             Ok(Compiled::SyntaxError(m)) => Ok(Err(m)),
             Ok(Compiled::OutOfMemory) => Err(self.memory_error("not enough memory".into())),
             Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
             Err(e) => Err(Error::Internal(format!("compiling failed: {e}"))),
         }
+    }
+
+    /// `code` compiled under `name`, released after its call.
+    fn named_chunk(
+        &mut self,
+        code: &[u8],
+        name: &[u8],
+    ) -> Result<std::result::Result<(c_int, bool), String>> {
+        let name = std::ffi::CString::new(name)
+            .map_err(|_| Error::invalid("a chunk name cannot contain NUL"))?;
+        let compiled = call::compile(&self.lua, code, &name);
+        Ok(self.compiled(compiled)?.map(|c| (c, true)))
     }
 
     /// Runs `chunk` under the stop machinery (and a deadline when `timeout` is set).
@@ -284,7 +307,13 @@ impl Backend for EmbeddedVm {
     ) -> Result<ExecOutput> {
         let started = clock::now();
         self.capture().clear();
-        let (chunk, release) = match self.chunk(req.code)? {
+        let compiled = match req.chunk_name {
+            None => self.chunk(req.code)?,
+            // A named chunk (a file) is compiled for this call only: the cache holds code
+            // under the default name.
+            Some(name) => self.named_chunk(req.code, name)?,
+        };
+        let (chunk, release) = match compiled {
             Ok(c) => c,
             Err(syntax) => return Ok(self.failed(syntax, started)),
         };
