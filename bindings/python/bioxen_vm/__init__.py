@@ -1,0 +1,112 @@
+"""bioxen_vm: isolated, persistent Lua 5.4 VMs in this process, through libbioxen_vm.
+
+The public API of the original ``pylua_bioxen_vm_lib`` (0.1.22) with the same names:
+``create_vm``, ``VMManager``, ``InteractiveSession``, ``SessionManager``, ``VMCluster``,
+``LuaProcess``, ``NetworkedLuaVM``, the exception hierarchy, and ``VMLogger``. Each VM is a
+sandboxed Lua state of the C library (``libbioxen_vm``), loaded at run time through ctypes
+or cffi (``BIOXEN_VM_BACKEND``); the GIL is released while Lua runs.
+
+    >>> from bioxen_vm import create_vm
+    >>> with create_vm("demo") as vm:
+    ...     vm.execute_string("x = 40 return x + 2")["stdout"]
+    '42'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Union
+
+from . import _log as _log_setup  # installs the native log callback
+from . import exceptions, logger
+from ._handles import live_count as _live_count
+from ._native import backend as _backend
+from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
+                         InteractiveSessionError, InvalidHandleError, IOThreadError,
+                         JobCancelledError, LuaNotFoundError, LuaProcessError,
+                         LuaSocketNotFoundError, LuaVMError, NetworkingError,
+                         ProcessRegistryError, PTYError, ScriptGenerationError,
+                         SessionAlreadyExistsError, SessionNotFoundError, SessionStateError,
+                         UnsupportedError, VMAlreadyExistsError, VMConnectionError,
+                         VMInterruptedError, VMManagerError, VMMemoryLimitError,
+                         VMNotFoundError, VMPoisonedError, VMTimeoutError, WaitTimeoutError,
+                         XCPngConnectionError)
+from .futures import JobFuture
+from .logger import VMLogger
+from .manager import VMCluster, VMManager
+from .networking import LuaScriptTemplate, validate_host, validate_port
+from .session import InteractiveSession, SessionManager
+from .vm import LuaProcess, ManagedLuaVM, NetworkedLuaVM
+
+#: The C library's version (``bioxen_vm_version()``).
+__version__: str = _backend.version()
+#: Which native backend this process uses: ``"cffi"`` or ``"ctypes"``.
+BACKEND: str = _backend.name
+#: The shared library this process loaded.
+LIBRARY_PATH: str = _backend.path
+
+__all__ = [
+    # classes
+    "LuaProcess", "NetworkedLuaVM", "VMManager", "VMCluster", "InteractiveSession",
+    "SessionManager", "LuaScriptTemplate",
+    # functions
+    "validate_port", "validate_host",
+    # exceptions (the original's)
+    "LuaVMError", "LuaProcessError", "NetworkingError", "LuaNotFoundError",
+    "LuaSocketNotFoundError", "VMConnectionError", "VMTimeoutError", "ScriptGenerationError",
+    "InteractiveSessionError", "AttachError", "DetachError", "PTYError",
+    "SessionNotFoundError", "SessionAlreadyExistsError", "SessionStateError", "IOThreadError",
+    "ProcessRegistryError", "VMManagerError",
+    # factories and version
+    "__version__", "create_vm", "create_manager", "create_interactive_manager",
+    "create_interactive_session",
+    # bioxen_vm's additions
+    "VMLogger", "ManagedLuaVM", "JobFuture", "XCPngConnectionError", "BioxenVMValueError",
+    "InvalidHandleError", "UnsupportedError", "VMInterruptedError", "VMMemoryLimitError",
+    "VMPoisonedError", "BioxenVMInternalError", "JobCancelledError", "WaitTimeoutError",
+    "VMNotFoundError", "VMAlreadyExistsError", "BACKEND", "LIBRARY_PATH",
+    "exceptions", "logger",
+]
+
+
+def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = False,
+              persistent: bool = False, debug_mode: bool = False, lua_executable: str = "lua",
+              config: Optional[Mapping[str, Any]] = None, **options: Any
+              ) -> Union[LuaProcess, NetworkedLuaVM]:
+    """A standalone VM named ``vm_id`` (the original's factory).
+
+    ``vm_type="basic"`` gives a :class:`LuaProcess`, or a :class:`NetworkedLuaVM` with
+    ``networked=True`` (a basic VM whose networking modes need functions this build lacks).
+    Kinds the library names but does not build here (``xcpng``, ``ssh``, ``process``) raise
+    :class:`UnsupportedError`; unknown kinds ``ValueError`` ("Unknown VM type: …").
+    ``persistent`` is accepted and ignored (only managers keep a registry), as in the
+    original; ``config`` is for the XCP-ng kind. Extra keywords are VM options
+    (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
+    """
+    if not isinstance(vm_type, str):
+        raise TypeError(f"vm_type must be str, not {type(vm_type).__name__}")
+    cls = NetworkedLuaVM if networked and vm_type == "basic" else LuaProcess
+    return cls(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
+
+
+def create_manager(max_workers: int = 10, lua_executable: str = "lua",
+                   debug_mode: bool = False, **vm_defaults: Any) -> VMManager:
+    """A :class:`VMManager`."""
+    return VMManager(max_workers, lua_executable, debug_mode, **vm_defaults)
+
+
+def create_interactive_manager(max_workers: int = 10, lua_executable: str = "lua",
+                               debug_mode: bool = False, **vm_defaults: Any) -> VMManager:
+    """A :class:`VMManager` (the same as :func:`create_manager`, as in the original)."""
+    return VMManager(max_workers, lua_executable, debug_mode, **vm_defaults)
+
+
+def create_interactive_session(vm_id: str = "interactive", networked: bool = False,
+                               lua_executable: str = "lua", auto_attach: bool = True,
+                               debug_mode: bool = False) -> InteractiveSession:
+    """An interactive session on a new VM of a new manager.
+
+    The manager lives as long as the session object (``session.manager``), and is freed
+    with it.
+    """
+    manager = VMManager(lua_executable=lua_executable, debug_mode=debug_mode)
+    return manager.create_interactive_vm(vm_id, networked=networked, auto_attach=auto_attach)

@@ -1,0 +1,198 @@
+"""The ctypes backend: ``argtypes``/``restype`` for every exported function."""
+
+from __future__ import annotations
+
+import ctypes
+from ctypes import POINTER, byref, c_bool, c_char_p, c_int32, c_size_t, c_uint32, c_uint64
+from ctypes import c_void_p, string_at
+from typing import Any, Callable, Dict, Optional
+
+from ._backend import Dispatch, guarded
+from ._errors import error_from_status
+from ._signatures import SIGNATURES, short_name
+
+
+class Bytes(ctypes.Structure):
+    """``bioxen_vm_bytes``."""
+
+    _fields_ = [("data", c_void_p), ("len", c_size_t)]
+
+
+class Result(ctypes.Structure):
+    """``bioxen_vm_result``."""
+
+    _fields_ = [
+        ("success", c_bool),
+        ("return_code", c_int32),
+        ("stdout_text", Bytes),
+        ("stderr_text", Bytes),
+        ("values_json", Bytes),
+        ("error_message", Bytes),
+        ("duration_ns", c_uint64),
+        ("output_dropped", c_uint64),
+    ]
+
+
+LOG_FN = ctypes.CFUNCTYPE(None, c_int32, c_char_p, c_char_p, c_void_p)
+OUTPUT_FN = ctypes.CFUNCTYPE(None, c_char_p, c_int32, c_void_p, c_size_t, c_void_p)
+JOB_FN = ctypes.CFUNCTYPE(None, c_uint64, c_int32, c_void_p)
+
+#: abstract type of _signatures -> ctypes type
+CTYPES: Dict[str, Any] = {
+    "i32": c_int32,
+    "u32": c_uint32,
+    "u64": c_uint64,
+    "size": c_size_t,
+    "bool": c_bool,
+    "str": c_char_p,
+    "buf": c_char_p,
+    "cstr": c_char_p,
+    "void": None,
+    "void*": c_void_p,
+    "bytes*": POINTER(Bytes),
+    "result*": POINTER(Result),
+    "u64*": POINTER(c_uint64),
+    "bool*": POINTER(c_bool),
+    "size*": POINTER(c_size_t),
+    "cstr*": POINTER(c_char_p),
+    "log_fn": LOG_FN,
+    "output_fn": OUTPUT_FN,
+    "job_fn": JOB_FN,
+}
+
+
+class CtypesBackend:
+    """Calls the library through ctypes (a ``CDLL``: the GIL is released during calls)."""
+
+    name = "ctypes"
+
+    def __init__(self, path: str, dispatch: Dispatch) -> None:
+        self.path = path
+        lib = ctypes.CDLL(path)
+        self._lib = lib
+        self.functions: Dict[str, Any] = {}
+        for c_name, (_kind, restype, argtypes) in SIGNATURES.items():
+            try:
+                fn = getattr(lib, c_name)
+            except AttributeError:
+                continue  # older library: the binding reports what is missing on use
+            fn.restype = CTYPES[restype]
+            fn.argtypes = [CTYPES[a] for a in argtypes]
+            self.functions[c_name] = fn
+        self._last_error = self.functions["bioxen_vm_last_error_message"]
+        self._bytes_free = self.functions["bioxen_vm_bytes_free"]
+        self._result_free = self.functions["bioxen_vm_result_free"]
+        for c_name, fn in self.functions.items():
+            kind = SIGNATURES[c_name][0]
+            if kind not in ("raw", "callback"):
+                setattr(self, short_name(c_name), self._wrap(kind, fn))
+        # The trampolines live as long as the backend (module-level in practice).
+        self._log_cb = LOG_FN(guarded(lambda level, target, message, _ud: dispatch.on_log(
+            level, target or b"", message or b"")))
+        self._output_cb = OUTPUT_FN(guarded(lambda vm_id, stream, data, length, ud: (
+            dispatch.on_output(ud or 0, vm_id or b"", stream,
+                               string_at(data, length) if length else b""))))
+        self._job_cb = JOB_FN(guarded(lambda job, status, ud: dispatch.on_job(
+            ud or 0, job, status)))
+
+    # --- library ------------------------------------------------------------------------
+
+    def version(self) -> str:
+        return self.functions["bioxen_vm_version"]().decode("utf-8", "replace")
+
+    def abi_version(self) -> int:
+        return int(self.functions["bioxen_vm_abi_version"]())
+
+    def status_name(self, status: int) -> str:
+        return self.functions["bioxen_vm_status_name"](status).decode("utf-8", "replace")
+
+    def last_error_message(self) -> Optional[str]:
+        message = self._last_error()
+        return None if message is None else message.decode("utf-8", "replace")
+
+    def _fail(self, status: int) -> None:
+        raise error_from_status(status, self.last_error_message())
+
+    # --- calling conventions --------------------------------------------------------------
+
+    def _wrap(self, kind: str, fn: Any) -> Callable[..., Any]:
+        fail = self._fail
+        bytes_free = self._bytes_free
+        result_free = self._result_free
+
+        if kind == "status":
+            def call(*args: Any) -> None:
+                status = fn(*args)
+                if status:
+                    fail(status)
+        elif kind == "bytes":
+            def call(*args: Any) -> bytes:  # type: ignore[misc]
+                out = Bytes()
+                ref = byref(out)
+                status = fn(*args, ref)
+                if status:
+                    fail(status)
+                try:
+                    return string_at(out.data, out.len)
+                finally:
+                    bytes_free(ref)
+        elif kind == "result":
+            def call(*args: Any) -> Any:  # type: ignore[misc]
+                r = Result()
+                ref = byref(r)
+                status = fn(*args, ref)
+                if status:
+                    fail(status)
+                try:
+                    o, e, v, m = r.stdout_text, r.stderr_text, r.values_json, r.error_message
+                    return (r.success, r.return_code, string_at(o.data, o.len),
+                            string_at(e.data, e.len), string_at(v.data, v.len),
+                            string_at(m.data, m.len), r.duration_ns, r.output_dropped)
+                finally:
+                    result_free(ref)
+        elif kind in ("u64", "bool", "size", "cstr"):
+            out_type = {"u64": c_uint64, "bool": c_bool, "size": c_size_t, "cstr": c_char_p}[kind]
+            is_cstr = kind == "cstr"
+
+            def call(*args: Any) -> Any:  # type: ignore[misc]
+                out = out_type()
+                status = fn(*args, byref(out))
+                if status:
+                    fail(status)
+                value = out.value
+                return value.decode("utf-8", "replace") if is_cstr else value
+        elif kind == "read":
+            def call(*args: Any) -> Optional[bytes]:  # type: ignore[misc]
+                out = Bytes()
+                has = c_bool()
+                ref = byref(out)
+                status = fn(*args, ref, byref(has))
+                if status:
+                    fail(status)
+                try:
+                    return string_at(out.data, out.len) if has.value else None
+                finally:
+                    bytes_free(ref)
+        else:  # pragma: no cover - the table only holds the kinds above
+            raise AssertionError(kind)
+        call.__name__ = fn.__name__
+        return call
+
+    # --- callbacks ----------------------------------------------------------------------
+
+    def set_log_callback(self, enabled: bool, max_level: int) -> None:
+        status = self.functions["bioxen_vm_set_log_callback"](
+            self._log_cb if enabled else LOG_FN(), None, max_level)
+        if status:
+            self._fail(status)
+
+    def manager_attach(self, manager: int, vm_id: bytes, token: Optional[int]) -> None:
+        status = self.functions["bioxen_vm_manager_attach"](
+            manager, vm_id, self._output_cb if token is not None else OUTPUT_FN(), token)
+        if status:
+            self._fail(status)
+
+    def job_on_done(self, job: int, token: int) -> None:
+        status = self.functions["bioxen_vm_job_on_done"](job, self._job_cb, token)
+        if status:
+            self._fail(status)

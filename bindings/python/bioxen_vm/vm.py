@@ -1,0 +1,390 @@
+"""Basic VMs: :class:`LuaProcess` (a standalone VM), :class:`ManagedLuaVM` (a manager's VM
+by id) and :class:`NetworkedLuaVM`.
+
+A VM is a persistent, sandboxed Lua 5.4 state inside this process: globals persist across
+``execute_*`` calls. Results are the original's dicts (``stdout``, ``stderr`` stripped at
+both ends, ``return_code``, ``success``) plus ``values`` (the returned values, decoded from
+JSON), ``error`` (message and traceback of a Lua error, else None) and ``duration``
+(seconds). A Lua error is a result with ``success == False``, never an exception; a timeout
+raises :class:`~bioxen_vm.exceptions.VMTimeoutError` (a ``LuaProcessError``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+
+from . import _convert
+from ._convert import args_arg, code_arg, options_arg, result_dict, timeout_ms
+from ._handles import own
+from ._log import sync_level
+from ._native import backend
+from .exceptions import (InteractiveSessionError, InvalidHandleError, LuaVMError,
+                         ScriptGenerationError, UnsupportedError, VMTimeoutError)
+from .futures import JobFuture, retitle_timeout, start_job
+
+if TYPE_CHECKING:
+    from .manager import VMManager
+    from .session import InteractiveSession
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _empty_result() -> Dict[str, Any]:
+    """What running an empty script gives (``lua`` runs an empty file successfully)."""
+    return {"stdout": "", "stderr": "", "return_code": 0, "success": True, "values": [],
+            "error": None, "duration": 0.0}
+
+
+def _read_script(script_path: Any) -> bytes:
+    path = os.fspath(script_path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"Lua script not found: {path}")
+    if not os.path.isfile(path):
+        raise ValueError(f"Path is not a file: {path}")
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith(b"#"):
+        data = b"--" + data  # `lua file` skips a first line starting with '#' (shebang)
+    return data
+
+
+class LuaProcess:
+    """A standalone basic VM (the original's ``LuaProcess``), owning one native VM.
+
+    ``LuaProcess(name="LuaVM", lua_executable="lua", debug_mode=False)`` as the original;
+    keyword-only extras are passed to the VM as options: ``sandbox`` (``"default"`` or
+    ``"trusted"``), ``memory_limit`` (bytes), ``timeout`` (seconds, the default limit of each
+    execution), ``max_output``, ``chunk_cache``, ``vm_type``. ``lua_executable`` is kept for
+    compatibility: the VM embeds Lua 5.4 and never runs an interpreter.
+
+    Close it with :meth:`close` (or a ``with`` block); it is also freed when garbage
+    collected. Any call on a closed VM raises :class:`InvalidHandleError` ("VM has been
+    closed").
+    """
+
+    _handle: int = 0
+
+    def __init__(self, name: str = "LuaVM", lua_executable: str = "lua",
+                 debug_mode: bool = False, *, sandbox: Optional[str] = None,
+                 memory_limit: Optional[int] = None, timeout: Optional[float] = None,
+                 max_output: Optional[int] = None, chunk_cache: Optional[int] = None,
+                 vm_type: str = "basic") -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be str, not {type(name).__name__}")
+        if not isinstance(lua_executable, str):
+            raise TypeError(
+                f"lua_executable must be str, not {type(lua_executable).__name__}")
+        self.name = name
+        self.lua_executable = lua_executable
+        self.debug_mode = bool(debug_mode)
+        self._session_manager: Optional["VMManager"] = None
+        sync_level()
+        options = options_arg({
+            "lua_executable": lua_executable, "debug_mode": self.debug_mode or None,
+            "sandbox": sandbox, "memory_limit": memory_limit, "timeout": timeout,
+            "max_output": max_output, "chunk_cache": chunk_cache,
+            "vm_type": None if vm_type == "basic" else vm_type})
+        handle = backend.new(options)
+        self._handle = handle
+        self._free = own(self, backend.free, handle)
+
+    # --- lifetime -------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (the native VM is freed)."""
+        return not self._handle
+
+    def close(self) -> None:
+        """Frees the native VM (and the interactive session, if started). Idempotent."""
+        self.cleanup()
+        if self._handle:
+            self._handle = 0
+            self._free()
+
+    def __enter__(self) -> "LuaProcess":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _h(self) -> int:
+        handle = self._handle
+        if not handle:
+            raise InvalidHandleError("VM has been closed")
+        return handle
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(name={self.name!r}, "
+                f"lua_executable={self.lua_executable!r}, debug_mode={self.debug_mode}, "
+                f"packages_setup=False)")
+
+    # --- executions (shared by every VM kind) ----------------------------------------------
+
+    def _run(self, code: bytes, args: Optional[bytes], ms: int) -> Any:
+        handle = self._handle
+        if not handle:
+            raise InvalidHandleError("VM has been closed")
+        return backend.execute(handle, code, len(code), args, ms)
+
+    def _run_async(self, code: bytes, args: Optional[bytes], ms: int) -> int:
+        return backend.execute_async(self._h(), code, len(code), args, ms)
+
+    def execute_string(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
+                       args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+        """Runs Lua code and returns the result dict.
+
+        ``timeout``: seconds (None or 0: no per-call limit; the VM's default applies).
+        ``args``: a list, passed as JSON, arriving as the chunk's ``...``.
+        Blank code raises ``ValueError`` ("Lua code cannot be empty").
+        """
+        if type(lua_code) is str:
+            code = lua_code.encode("utf-8", "surrogateescape")
+        else:
+            code = code_arg(lua_code)
+        ms = 0 if timeout is None else timeout_ms(timeout)
+        try:
+            r = self._run(code, None if args is None else args_arg(args), ms)
+        except VMTimeoutError as exc:
+            if timeout is not None:
+                retitle_timeout(exc, timeout)
+            raise
+        return result_dict(r)
+
+    def execute_file(self, script_path: PathLike, timeout: Optional[float] = None,
+                     args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+        """Runs a Lua script file (read here and run as a chunk; a ``#!`` line is skipped).
+
+        A missing file raises ``FileNotFoundError("Lua script not found: …")``, a path that
+        is not a file ``ValueError``; an empty file gives a successful empty result.
+        """
+        data = _read_script(script_path)
+        if not data.strip():
+            return _empty_result()
+        return self.execute_string(data, timeout=timeout, args=args)
+
+    def execute_temp_script(self, lua_code: Union[str, bytes],
+                            timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Runs code as the original ran a temporary script, without a temporary file.
+
+        The VM runs in this process, so no file is written: the code runs as a chunk. As in
+        the original, any failure (a timeout included) is raised as
+        :class:`ScriptGenerationError` ("Failed to create/execute temporary script: …",
+        the original error as its ``__cause__``), and empty code is not an error.
+        """
+        code = code_arg(lua_code)
+        if not code.strip():
+            return _empty_result()
+        try:
+            return self.execute_string(code, timeout=timeout)
+        except (LuaVMError, ValueError) as exc:
+            raise ScriptGenerationError(
+                f"Failed to create/execute temporary script: {exc}") from exc
+
+    def execute_async(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
+                      args: Optional[Sequence[Any]] = None) -> JobFuture:
+        """Queues the code on the library's worker pool; a Future of the result dict."""
+        code = code_arg(lua_code)
+        job = self._run_async(code, args_arg(args), timeout_ms(timeout))
+        return start_job(job, timeout)
+
+    def interrupt(self) -> bool:
+        """Stops the code running on this VM now (from any thread); True if something ran.
+
+        The interrupted call raises :class:`~bioxen_vm.exceptions.VMInterruptedError`; the
+        VM keeps its state.
+        """
+        return bool(backend.interrupt(self._h()))
+
+    def info(self) -> Dict[str, Any]:
+        """The VM's facts: options, ``vm_name``, ``created_at``, ``executions``, ..."""
+        data = _convert.json_value(backend.info(self._h()))
+        data["name"] = self.name
+        return data
+
+    # --- interactive session --------------------------------------------------------------
+
+    def _session(self) -> Optional["InteractiveSession"]:
+        manager = self._session_manager
+        if manager is None or manager.closed:
+            return None
+        from .session import InteractiveSession
+
+        session = InteractiveSession(self.name, self, manager=manager)
+        return session if session.is_running() else None
+
+    def start_interactive_session(self) -> "InteractiveSession":
+        """Starts a Lua REPL session for this VM and returns it.
+
+        A standalone VM has no session in the C API (sessions live on a manager's VMs), so
+        the session runs on a second Lua state with this VM's options, inside a private
+        manager: as in the original (whose session was a separate ``lua -i``), it does not
+        see the globals of ``execute_*`` calls. A manager's VM (:class:`ManagedLuaVM`)
+        shares one state between both.
+        """
+        self._h()
+        if self._session() is not None:
+            raise InteractiveSessionError("Session already running")
+        from .manager import VMManager
+
+        if self._session_manager is None or self._session_manager.closed:
+            self._session_manager = VMManager(max_workers=1, lua_executable=self.lua_executable,
+                                              debug_mode=self.debug_mode)
+        manager = self._session_manager
+        if self.name in manager.list_vms():
+            return manager.attach_to_vm(self.name)
+        return manager.create_interactive_vm(self.name)
+
+    def stop_interactive_session(self) -> None:
+        """Ends the interactive session, if any."""
+        manager, self._session_manager = self._session_manager, None
+        if manager is not None:
+            manager.close()
+
+    def start(self) -> "InteractiveSession":
+        """Starts the interactive session (the original's ``start``)."""
+        return self.start_interactive_session()
+
+    def stop(self) -> None:
+        """Stops the interactive session (the original's ``stop``: ``cleanup``).
+
+        The VM itself stays usable; :meth:`close` frees it.
+        """
+        self.cleanup()
+
+    def _require_session(self) -> "InteractiveSession":
+        session = self._session()
+        if session is None:
+            raise InteractiveSessionError(
+                f"No interactive session running for VM '{self.name}' (call start() first)")
+        return session
+
+    def send_input(self, input_str: Union[str, bytes]) -> None:
+        """Sends a line (a newline is added when missing) to the interactive session."""
+        self._require_session().send_input(input_str)
+
+    def read_output(self, timeout: Optional[float] = 0.1) -> Optional[str]:
+        """The session's buffered output, or None; waits up to ``timeout`` to be idle."""
+        session = self._session()
+        return None if session is None else session.read_output(timeout)
+
+    def is_interactive_running(self) -> bool:
+        """True while an interactive session runs."""
+        return self._session() is not None
+
+    def cleanup(self) -> None:
+        """Ends the interactive session (the VM stays usable)."""
+        self.stop_interactive_session()
+
+
+class ManagedLuaVM(LuaProcess):
+    """A manager's VM, by id: what :meth:`VMManager.create_vm` and ``get_vm`` return.
+
+    It shares :class:`LuaProcess`'s methods; executions go through
+    ``bioxen_vm_manager_execute``, and its interactive session is the manager's session of
+    the same VM, sharing its globals. The manager owns the VM: :meth:`close` only forgets
+    this proxy; ``manager.remove_vm(vm_id)`` removes the VM.
+    """
+
+    def __init__(self, manager: "VMManager", vm_id: str) -> None:  # noqa: D107
+        self._manager = manager
+        self.vm_id = vm_id
+        self._id = _convert.text_arg(vm_id, "vm_id")
+        self.name = vm_id
+        self.lua_executable = manager.lua_executable
+        self.debug_mode = manager.debug_mode
+        self._session_manager = None
+
+    @property
+    def manager(self) -> "VMManager":
+        """The manager that owns this VM."""
+        return self._manager
+
+    @property
+    def closed(self) -> bool:
+        return self._manager.closed
+
+    def close(self) -> None:
+        """Nothing to free: the manager owns the VM (``remove_vm`` removes it)."""
+
+    def __repr__(self) -> str:
+        return f"ManagedLuaVM(vm_id={self.vm_id!r})"
+
+    def _run(self, code: bytes, args: Optional[bytes], ms: int) -> Any:
+        return backend.manager_execute(self._manager._h(), self._id, code, len(code), args, ms)
+
+    def _run_async(self, code: bytes, args: Optional[bytes], ms: int) -> int:
+        return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),
+                                             args, ms)
+
+    def interrupt(self) -> bool:
+        return bool(backend.manager_interrupt(self._manager._h(), self._id))
+
+    def info(self) -> Dict[str, Any]:
+        data = _convert.json_value(backend.manager_vm_info(self._manager._h(), self._id))
+        data["name"] = self.name
+        return data
+
+    def _session(self) -> Optional["InteractiveSession"]:
+        from .session import InteractiveSession
+
+        session = InteractiveSession(self.vm_id, self, manager=self._manager)
+        return session if session.is_running() else None
+
+    def start_interactive_session(self) -> "InteractiveSession":
+        """Opens (attaches) the manager's session of this VM."""
+        if self._session() is not None:
+            raise InteractiveSessionError("Session already running")
+        return self._manager.attach_to_vm(self.vm_id)
+
+    def stop_interactive_session(self) -> None:
+        if not self._manager.closed:
+            self._manager.terminate_vm_session(self.vm_id)
+
+
+_NET_MISSING = ("{what} needs the C API's networking functions (bioxen_vm_net_*), which this "
+                "build of libbioxen_vm does not export yet; networked VMs are not available")
+
+
+class NetworkedLuaVM(LuaProcess):
+    """The original's networked VM: a basic VM plus LuaSocket server/client/P2P modes.
+
+    It works as a basic VM. The networking modes need functions the C library does not
+    export yet (``bioxen_vm_net_*``): they check their arguments as the original did
+    (ports 1024-65535, non-empty host) and then raise :class:`UnsupportedError` (a
+    ``LuaVMError`` and ``NotImplementedError``) naming the missing piece.
+    """
+
+    def __init__(self, name: str = "NetworkedLuaVM", lua_executable: str = "lua",
+                 debug_mode: bool = False, **options: Any) -> None:
+        super().__init__(name, lua_executable, debug_mode, **options)
+
+    def start_server(self, port: int, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Serves one client on ``port`` (not available: see the class docs)."""
+        from .networking import validate_port
+
+        validate_port(port)
+        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_server"))
+
+    def start_client(self, host: str, port: int, message: str = "Hello from Lua Client!",
+                     timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Connects to ``host:port`` (not available: see the class docs)."""
+        from .networking import validate_host, validate_port
+
+        validate_host(host)
+        validate_port(port)
+        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_client"))
+
+    def start_p2p(self, local_port: int, peer_host: Optional[str] = None,
+                  peer_port: Optional[int] = None, run_duration: float = 30,
+                  send_interval: float = 5, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Peer-to-peer mode (not available: see the class docs)."""
+        from .networking import validate_host, validate_port
+
+        validate_port(local_port)
+        if peer_host is not None:
+            validate_host(peer_host)
+        if peer_port is not None:
+            validate_port(peer_port)
+        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_p2p"))
