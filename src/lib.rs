@@ -16,6 +16,7 @@ pub mod ffi;
 pub mod jobs;
 pub mod log;
 pub mod manager;
+pub mod net;
 pub mod registry;
 pub mod session;
 pub mod status;

@@ -118,6 +118,11 @@ impl Vm {
         }))
     }
 
+    /// What logs and `info` call the VM.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// A number unique to this VM for the life of the process.
     pub fn serial(&self) -> u64 {
         self.serial
