@@ -382,7 +382,7 @@ fn options_are_validated() {
         );
         assert!(last_error().starts_with(msg), "{o}: {}", last_error());
     }
-    for (kind, name) in [("process", "process"), ("ssh", "ssh"), ("xcpng", "xcpng")] {
+    for (kind, name) in [("ssh", "ssh"), ("xcpng", "xcpng")] {
         let oc = c(&format!(r#"{{"vm_type":"{kind}"}}"#));
         assert_eq!(
             unsafe { bioxen_vm_new(oc.as_ptr(), &mut h) },
@@ -390,16 +390,17 @@ fn options_are_validated() {
         );
         assert!(last_error().contains(name));
     }
-    let oc = c(r#"{"networked":true}"#);
+    let oc = c(r#"{"networked":true, "lua_executable": "no-lua-here"}"#);
     assert_eq!(
         unsafe { bioxen_vm_new(oc.as_ptr(), &mut h) },
-        S::Unsupported.code()
+        S::LuaNotFound.code()
     );
     let mut m = 0;
     for o in [
         r#"{"max_workers":0}"#,
         r#"{"max_workers":"2"}"#,
-        r#"{"vm_type":"basic"}"#,
+        r#"{"vm_type":"lisp"}"#,
+        r#"{"networked":true}"#,
     ] {
         let oc = c(o);
         assert_eq!(

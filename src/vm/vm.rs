@@ -96,7 +96,7 @@ impl Vm {
             VmKind::Process => Box::new(ProcessVm::new(&options)?),
             other => {
                 return Err(Error::Unsupported(format!(
-                    "VM type '{}' is not built in this version (available: basic)",
+                    "VM type '{}' is not built in this version (available: basic, process)",
                     other.name()
                 )))
             }

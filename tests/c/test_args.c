@@ -242,12 +242,14 @@ static void test_bad_values(void)
     CHECK(out == SENTINEL);
 
     /* VM kinds this build does not serve. */
-    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"process\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
-                "process");
     CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"ssh\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
                 "ssh");
-    CHECK_ERROR(bioxen_vm_new("{\"networked\": true}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
-                "networked");
+    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"xcpng\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
+                "xcpng");
+    /* A process VM whose interpreter does not exist. */
+    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"process\", \"lua_executable\": \"no-lua-here\"}",
+                              &out),
+                BIOXEN_VM_STATUS_LUA_NOT_FOUND, "Lua executable 'no-lua-here' not found in PATH");
     CHECK(out == SENTINEL);
 
     /* Empty and whitespace-only options mean defaults. */
