@@ -5,7 +5,7 @@ imports, and ``main()`` raises :class:`NotAvailableError`: the CLI drives the pa
 layer, which is not built in this version of bioxen_vm.
 """
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
 
 
 def main(argv=None):

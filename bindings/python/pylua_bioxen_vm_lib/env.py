@@ -9,7 +9,8 @@ are not built in this version of bioxen_vm. Nothing is written (the original cre
 
 from bioxen_vm.exceptions import LuaNotFoundError  # noqa: F401  (original namespace)
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
+from .logger import VMLogger  # noqa: F401
 
 
 class EnvironmentManager:

@@ -4,7 +4,7 @@ The original 0.1.22 had no such module. Its names are here so that code written 
 specification imports; using any of them raises :class:`NotAvailableError`.
 """
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
 from .utils.curator import PackageInstaller, search_packages  # noqa: F401
 
 

@@ -7,7 +7,7 @@ Lua and sending or reading raise :class:`NotAvailableError`.
 
 from bioxen_vm.exceptions import InteractiveSessionError, VMManagerError  # noqa: F401  (original namespace)
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
 
 
 class SSHSessionManager:

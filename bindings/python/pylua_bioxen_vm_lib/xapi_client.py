@@ -8,7 +8,7 @@ talk to a host raises :class:`NotAvailableError`.
 
 from bioxen_vm.exceptions import VMManagerError, XCPngConnectionError  # noqa: F401  (original namespace)
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
 
 
 class XAPIClient:

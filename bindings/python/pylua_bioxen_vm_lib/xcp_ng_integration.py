@@ -15,7 +15,7 @@ from bioxen_vm.exceptions import (  # noqa: F401  (original namespace)
     XCPngConnectionError,
 )
 
-from ._missing import NotAvailableError, not_available
+from ._missing import NotAvailableError, not_available  # noqa: F401
 from .ssh_session import SSHSessionManager  # noqa: F401
 from .utils.curator import Curator  # noqa: F401
 from .xapi_client import XAPIClient
