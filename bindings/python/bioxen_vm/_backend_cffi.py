@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Dict, Optional
 
 import cffi
@@ -10,6 +11,34 @@ from ._backend import Dispatch, guarded
 from ._errors import error_from_status
 from ._header import preprocess
 from ._signatures import SIGNATURES, short_name
+
+
+#: bioxen_vm_result with its bioxen_vm_bytes members spelled out (same layout; checked).
+_FLAT_RESULT = """
+typedef struct {
+  bool success;
+  int32_t return_code;
+  char *stdout_data; size_t stdout_len;
+  char *stderr_data; size_t stderr_len;
+  char *values_data; size_t values_len;
+  char *error_data; size_t error_len;
+  uint64_t duration_ns;
+  uint64_t output_dropped;
+} bioxen_vm_result_flat;
+"""
+
+
+def _check_flat_layout(ffi: Any) -> None:
+    pairs = [("success", "success"), ("return_code", "return_code"),
+             ("stdout_text", "stdout_data"), ("stderr_text", "stderr_data"),
+             ("values_json", "values_data"), ("error_message", "error_data"),
+             ("duration_ns", "duration_ns"), ("output_dropped", "output_dropped")]
+    same = ffi.sizeof("bioxen_vm_result") == ffi.sizeof("bioxen_vm_result_flat") and all(
+        ffi.offsetof("bioxen_vm_result", a) == ffi.offsetof("bioxen_vm_result_flat", b)
+        for a, b in pairs)
+    if not same:
+        raise ImportError("bioxen_vm: bioxen_vm_result in the header does not have the "
+                          "layout this binding reads; update bioxen_vm/_backend_cffi.py")
 
 
 class CffiBackend:
@@ -21,6 +50,8 @@ class CffiBackend:
         self.path = path
         ffi = cffi.FFI()
         ffi.cdef(preprocess(header_text))
+        ffi.cdef(_FLAT_RESULT)
+        _check_flat_layout(ffi)
         lib = ffi.dlopen(path)
         self.ffi = ffi
         self._lib = lib
@@ -37,8 +68,8 @@ class CffiBackend:
             kind, _restype, argtypes = SIGNATURES[c_name]
             if kind not in ("raw", "callback"):
                 # cffi wants ffi.NULL, not None, for a NULL `const char *`
-                nullable = tuple(i for i, t in enumerate(argtypes) if t == "str")
-                setattr(self, short_name(c_name), self._wrap(kind, self._nulls(fn, nullable)))
+                nullable = frozenset(i for i, t in enumerate(argtypes) if t == "str")
+                setattr(self, short_name(c_name), self._wrap(kind, fn, nullable))
 
         def user_data(ud: Any) -> int:
             return int(ffi.cast("uintptr_t", ud))
@@ -81,29 +112,18 @@ class CffiBackend:
 
     # --- calling conventions --------------------------------------------------------------
 
-    def _nulls(self, fn: Any, positions: "tuple[int, ...]") -> Any:
-        """``fn`` with None turned into ffi.NULL at the string positions."""
-        if not positions:
-            return fn
-        null = self.ffi.NULL
-        if len(positions) == 1:
-            (p,) = positions
-
-            def call1(*args: Any) -> Any:
-                if args[p] is None:
-                    args = args[:p] + (null,) + args[p + 1:]
-                return fn(*args)
-            return call1
-
-        def call(*args: Any) -> Any:
-            if None in args:
-                args = tuple(null if a is None and i in positions else a
-                             for i, a in enumerate(args))
-            return fn(*args)
-        return call
-
-    def _wrap(self, kind: str, fn: Any) -> Callable[..., Any]:
+    def _wrap(self, kind: str, c_fn: Any, nullable: "frozenset[int]") -> Callable[..., Any]:
         fail = self._fail
+        null = self.ffi.NULL
+
+        if nullable:
+            def fn(*args: Any) -> Any:
+                if None in args:
+                    args = tuple(null if a is None and i in nullable else a
+                                 for i, a in enumerate(args))
+                return c_fn(*args)
+        else:
+            fn = c_fn
         new = self.ffi.new
         unpack = self.ffi.unpack
         string = self.ffi.string
@@ -126,18 +146,42 @@ class CffiBackend:
                 finally:
                     bytes_free(out)
         elif kind == "result":
+            # The result is read through a flat view of bioxen_vm_result (same layout, its
+            # bioxen_vm_bytes members spelled out), which saves a cdata per member. One
+            # struct per thread, reused: taken while in use, so that a nested call on the
+            # same thread (from a callback) allocates its own.
+            ffi = self.ffi
+            tls = threading.local()
+            position = next(iter(nullable)) if len(nullable) == 1 else -1
+
             def call(*args: Any) -> Any:  # type: ignore[misc]
-                r = new("bioxen_vm_result *")
-                status = fn(*args, r)
+                pair = getattr(tls, "pair", None)
+                if pair is None:
+                    flat = new("bioxen_vm_result_flat *")
+                    pair = (flat, ffi.cast("bioxen_vm_result *", flat))
+                else:
+                    tls.pair = None
+                flat, r = pair
+                if position >= 0 and args[position] is None or position < 0 and None in args:
+                    args = tuple(null if a is None and i in nullable else a
+                                 for i, a in enumerate(args))
+                status = c_fn(*args, r)
                 if status:
+                    tls.pair = pair
                     fail(status)
                 try:
-                    o, e, v, m = r.stdout_text, r.stderr_text, r.values_json, r.error_message
-                    return (r.success, r.return_code, unpack(o.data, o.len),
-                            unpack(e.data, e.len), unpack(v.data, v.len),
-                            unpack(m.data, m.len), r.duration_ns, r.output_dropped)
+                    n = flat.stdout_len
+                    out = unpack(flat.stdout_data, n) if n else b""
+                    n = flat.stderr_len
+                    err = unpack(flat.stderr_data, n) if n else b""
+                    n = flat.error_len
+                    msg = unpack(flat.error_data, n) if n else b""
+                    return (flat.success, flat.return_code, out, err,
+                            unpack(flat.values_data, flat.values_len), msg, flat.duration_ns,
+                            flat.output_dropped)
                 finally:
-                    result_free(r)
+                    result_free(r)  # frees the buffers and empties the struct for reuse
+                    tls.pair = pair
         elif kind in ("u64", "bool", "size"):
             out_type = {"u64": "uint64_t *", "bool": "bool *", "size": "size_t *"}[kind]
 

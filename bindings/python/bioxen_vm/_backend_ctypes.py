@@ -19,18 +19,38 @@ class Bytes(ctypes.Structure):
 
 
 class Result(ctypes.Structure):
-    """``bioxen_vm_result``."""
+    """``bioxen_vm_result``, its ``bioxen_vm_bytes`` members laid out flat.
+
+    The byte pointers are read as ``c_char_p`` (ctypes then copies up to the NUL the
+    library puts after every value, without a foreign call); the length tells when a value
+    held a NUL of its own, and only then is it copied with ``string_at``.
+    """
 
     _fields_ = [
         ("success", c_bool),
         ("return_code", c_int32),
-        ("stdout_text", Bytes),
-        ("stderr_text", Bytes),
-        ("values_json", Bytes),
-        ("error_message", Bytes),
+        ("stdout_data", c_char_p),
+        ("stdout_len", c_size_t),
+        ("stderr_data", c_char_p),
+        ("stderr_len", c_size_t),
+        ("values_data", c_char_p),
+        ("values_len", c_size_t),
+        ("error_data", c_char_p),
+        ("error_len", c_size_t),
         ("duration_ns", c_uint64),
         ("output_dropped", c_uint64),
     ]
+
+
+def _field_bytes(r: Result, name: str, length: int) -> bytes:
+    """A result member's bytes, also when they contain NUL."""
+    if not length:
+        return b""
+    data = getattr(r, name + "_data")
+    if len(data) == length:
+        return data
+    address = c_void_p.from_buffer(r, getattr(Result, name + "_data").offset).value
+    return string_at(address, length)
 
 
 LOG_FN = ctypes.CFUNCTYPE(None, c_int32, c_char_p, c_char_p, c_void_p)
@@ -144,10 +164,19 @@ class CtypesBackend:
                 if status:
                     fail(status)
                 try:
-                    o, e, v, m = r.stdout_text, r.stderr_text, r.values_json, r.error_message
-                    return (r.success, r.return_code, string_at(o.data, o.len),
-                            string_at(e.data, e.len), string_at(v.data, v.len),
-                            string_at(m.data, m.len), r.duration_ns, r.output_dropped)
+                    n = r.stdout_len
+                    out = r.stdout_data if n else b""
+                    if len(out) != n:
+                        out = _field_bytes(r, "stdout", n)
+                    n = r.stderr_len
+                    err = _field_bytes(r, "stderr", n) if n else b""
+                    n = r.error_len
+                    msg = _field_bytes(r, "error", n) if n else b""
+                    values = r.values_data
+                    if len(values) != r.values_len:
+                        values = _field_bytes(r, "values", r.values_len)
+                    return (r.success, r.return_code, out, err, values, msg, r.duration_ns,
+                            r.output_dropped)
                 finally:
                     result_free(ref)
         elif kind in ("u64", "bool", "size", "cstr"):

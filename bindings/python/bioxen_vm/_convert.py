@@ -42,10 +42,15 @@ def code_arg(value: Any, what: str = "lua_code") -> bytes:
     raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
-def args_arg(args: Optional[Sequence[Any]]) -> Optional[bytes]:
-    """``args`` as a JSON array (arriving as the chunk's ``...``), or None."""
+#: "No arguments" / "default options": the C API takes "" like NULL for its JSON inputs,
+#: and an empty byte string passes through every backend without conversion.
+NO_JSON = b""
+
+
+def args_arg(args: Optional[Sequence[Any]]) -> bytes:
+    """``args`` as a JSON array (arriving as the chunk's ``...``), or ``NO_JSON``."""
     if args is None:
-        return None
+        return NO_JSON
     if isinstance(args, (str, bytes, bytearray, Mapping)) or not isinstance(args, Sequence):
         raise TypeError(f"args must be a list or tuple, not {type(args).__name__}")
     try:
@@ -69,11 +74,11 @@ def timeout_ms(timeout: Any, what: str = "timeout", none_ms: int = 0) -> int:
     return max(1, min(ms, FOREVER_MS)) if timeout > 0 else 0
 
 
-def options_arg(options: Mapping[str, Any]) -> Optional[bytes]:
+def options_arg(options: Mapping[str, Any]) -> bytes:
     """Options as the JSON object the C API takes (keys whose value is None left out)."""
     clean = {k: v for k, v in options.items() if v is not None}
     if not clean:
-        return None
+        return NO_JSON
     try:
         return json.dumps(clean, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
@@ -90,6 +95,30 @@ def json_value(data: bytes) -> Any:
     return json.loads(data)
 
 
+_SCALARS = (int, float, str, bool, type(None))
+_values_cache: Dict[bytes, tuple] = {}
+
+
+def values_of(data: bytes) -> list:
+    """The returned values (a JSON array) as a new list.
+
+    Decoding JSON costs more than the whole native call on the hot path, and repeated
+    executions tend to return the same few values: arrays of scalars up to 64 bytes are
+    remembered (a bounded table of immutable tuples; each call gets its own list).
+    """
+    if data == b"[]" or not data:
+        return []
+    cached = _values_cache.get(data)
+    if cached is not None:
+        return list(cached)
+    values = json.loads(data)
+    if len(data) <= 64 and all(type(v) in _SCALARS for v in values):
+        if len(_values_cache) >= 1024:
+            _values_cache.clear()
+        _values_cache[data] = tuple(values)
+    return values
+
+
 def result_dict(r: ResultTuple) -> Dict[str, Any]:
     """An execution result as the original's dict, plus ``values``, ``error``, ``duration``.
 
@@ -103,7 +132,7 @@ def result_dict(r: ResultTuple) -> Dict[str, Any]:
         "stderr": err.decode("utf-8", "replace").strip() if err else "",
         "return_code": return_code,
         "success": bool(success),
-        "values": json.loads(values) if values and values != b"[]" else [],
+        "values": values_of(values),
         "error": error.decode("utf-8", "replace") if error else None,
         "duration": duration_ns / 1e9,
     }

@@ -58,7 +58,7 @@ def _text_handler(manager: int, callback: OutputCallback) -> RawOutputHandler:
 
 def _vm_options(vm_type: str, networked: Optional[bool], persistent: bool,
                 debug_mode: Optional[bool], lua_executable: Optional[str],
-                extra: Mapping[str, Any]) -> Optional[bytes]:
+                extra: Mapping[str, Any]) -> bytes:
     options: Dict[str, Any] = dict(extra)
     if vm_type != "basic":
         options["vm_type"] = vm_type

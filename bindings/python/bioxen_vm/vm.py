@@ -15,7 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 from . import _convert
-from ._convert import args_arg, code_arg, options_arg, result_dict, timeout_ms
+from ._convert import NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms
 from ._handles import own
 from ._log import sync_level
 from ._native import backend
@@ -122,13 +122,13 @@ class LuaProcess:
 
     # --- executions (shared by every VM kind) ----------------------------------------------
 
-    def _run(self, code: bytes, args: Optional[bytes], ms: int) -> Any:
+    def _run(self, code: bytes, args: bytes, ms: int) -> Any:
         handle = self._handle
         if not handle:
             raise InvalidHandleError("VM has been closed")
         return backend.execute(handle, code, len(code), args, ms)
 
-    def _run_async(self, code: bytes, args: Optional[bytes], ms: int) -> int:
+    def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.execute_async(self._h(), code, len(code), args, ms)
 
     def execute_string(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
@@ -145,7 +145,7 @@ class LuaProcess:
             code = code_arg(lua_code)
         ms = 0 if timeout is None else timeout_ms(timeout)
         try:
-            r = self._run(code, None if args is None else args_arg(args), ms)
+            r = self._run(code, NO_JSON if args is None else args_arg(args), ms)
         except VMTimeoutError as exc:
             if timeout is not None:
                 retitle_timeout(exc, timeout)
@@ -311,10 +311,10 @@ class ManagedLuaVM(LuaProcess):
     def __repr__(self) -> str:
         return f"ManagedLuaVM(vm_id={self.vm_id!r})"
 
-    def _run(self, code: bytes, args: Optional[bytes], ms: int) -> Any:
+    def _run(self, code: bytes, args: bytes, ms: int) -> Any:
         return backend.manager_execute(self._manager._h(), self._id, code, len(code), args, ms)
 
-    def _run_async(self, code: bytes, args: Optional[bytes], ms: int) -> int:
+    def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),
                                              args, ms)
 

@@ -1,0 +1,137 @@
+"""``python -m bioxen_vm``: an interactive Lua REPL on a bioxen_vm session.
+
+Lines are evaluated as the standalone ``lua`` evaluates them (``1 + 1`` prints ``2``, ``=x``
+works); an incomplete chunk shows the ``>>`` prompt until it is complete. Output streams as
+it is produced: what Lua prints goes to stdout, errors and ``io.stderr`` to stderr.
+Ctrl-C interrupts the running evaluation (the session and its globals stay) or, at a
+prompt, discards the incomplete chunk; Ctrl-D (end of input) exits.
+
+Line editing and history come from :mod:`readline` when stdin is a terminal; the history
+lives in memory only (no history file is read or written). Prompts and the banner are shown
+when stdin is a terminal, or with ``--prompt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from typing import List, Optional
+
+from . import __version__
+from .exceptions import LuaVMError
+from .manager import VMManager
+
+SESSION = "repl"
+
+
+def _writer(stream_id: int, data: bytes) -> None:
+    stream = sys.stderr if stream_id == 2 else sys.stdout
+    try:
+        stream.flush()  # keep text already written through the text layer in order
+        stream.buffer.write(data)
+        stream.buffer.flush()
+    except (OSError, ValueError, AttributeError):
+        pass  # closed or redirected to something without a buffer
+
+
+def _wait_idle(manager: VMManager) -> None:
+    """Waits until the session evaluated everything; Ctrl-C interrupts the evaluation.
+
+    The wait runs on a helper thread, so the main thread stays free to receive the
+    KeyboardInterrupt (a thread blocked in the library would only see it afterwards).
+    """
+    failure: List[BaseException] = []
+
+    def wait() -> None:
+        try:
+            manager._read_output_raw(SESSION, None, 0)  # drains what the callback showed
+        except BaseException as exc:  # reported by the main thread
+            failure.append(exc)
+
+    helper = threading.Thread(target=wait, name="bioxen_vm-repl-wait", daemon=True)
+    helper.start()
+    while helper.is_alive():
+        try:
+            helper.join(0.1)
+        except KeyboardInterrupt:
+            manager.interrupt_session(SESSION)
+    if failure:
+        raise failure[0]
+
+
+def _incomplete(manager: VMManager) -> bool:
+    info = manager.list_interactive_sessions().get(SESSION, {})
+    return bool(info.get("incomplete_input"))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the REPL; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bioxen_vm",
+        description="Interactive Lua 5.4 REPL on a bioxen_vm session. Ctrl-C interrupts, "
+                    "Ctrl-D exits.")
+    parser.add_argument("--prompt", action="store_true",
+                        help="show the banner and prompts even when stdin is not a terminal")
+    parser.add_argument("--sandbox", choices=("default", "trusted"),
+                        help="the VM's sandbox (default: default)")
+    parser.add_argument("--memory-limit", type=int, metavar="BYTES",
+                        help="memory limit of the Lua state")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="time limit of each evaluation")
+    parser.add_argument("--version", action="version", version=f"bioxen_vm {__version__}")
+    args = parser.parse_args(argv)
+
+    interactive = sys.stdin.isatty()
+    show_prompts = interactive or args.prompt
+    if interactive:
+        try:
+            import readline  # noqa: F401  (line editing; in-memory history only)
+        except ImportError:  # pragma: no cover - platform without readline
+            pass
+
+    options = {"sandbox": args.sandbox, "memory_limit": args.memory_limit,
+               "timeout": args.timeout}
+    try:
+        manager = VMManager(max_workers=1, **{k: v for k, v in options.items() if v})
+        manager.create_interactive_vm(SESSION, auto_attach=False)
+        manager._attach_raw(SESSION, lambda _vm, stream, data: _writer(stream, data))
+    except (LuaVMError, ValueError) as exc:
+        print(f"python -m bioxen_vm: {exc}", file=sys.stderr)
+        return 2
+
+    with manager:
+        if show_prompts:
+            print(f"Lua 5.4 on bioxen_vm {__version__}: Ctrl-C interrupts, Ctrl-D exits",
+                  flush=True)
+        continuation = False
+        while True:
+            try:
+                if show_prompts:
+                    line = input(">> " if continuation else "> ")
+                else:
+                    line = input()
+            except EOFError:
+                if show_prompts:
+                    print(flush=True)
+                break
+            except KeyboardInterrupt:
+                manager.interrupt_session(SESSION)  # drops the incomplete chunk
+                print(flush=True)
+                continuation = False
+                continue
+            try:
+                manager.send_input(SESSION, line)
+                _wait_idle(manager)
+                continuation = _incomplete(manager)
+            except KeyboardInterrupt:  # between the checks above
+                manager.interrupt_session(SESSION)
+                continuation = False
+            except LuaVMError as exc:
+                print(f"python -m bioxen_vm: {exc}", file=sys.stderr, flush=True)
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
