@@ -27,6 +27,8 @@ from __future__ import annotations
 import _thread
 from typing import Callable, Protocol
 
+from ._signatures import SIGNATURES
+
 
 class Dispatch(Protocol):
     """What the backends call back into (the shared layer's callback targets)."""
@@ -60,3 +62,12 @@ def guarded(fn: Callable[..., None]) -> Callable[..., None]:
 
     return call
 
+
+
+def missing_functions(exported: Callable[[str], bool], path: str) -> None:
+    """Raises ImportError naming every function of the table the library lacks."""
+    missing = [name for name in SIGNATURES if not exported(name)]
+    if missing:
+        raise ImportError(
+            f"bioxen_vm: {path} does not export {', '.join(missing)}: the library is older "
+            "than this binding; rebuild it (cargo build --release) and reinstall the package")

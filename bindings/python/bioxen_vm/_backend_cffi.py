@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, Optional
 
 import cffi
 
-from ._backend import Dispatch, guarded
+from ._backend import Dispatch, guarded, missing_functions
 from ._errors import error_from_status
 from ._header import preprocess
 from ._signatures import SIGNATURES, short_name
@@ -55,12 +55,15 @@ class CffiBackend:
         lib = ffi.dlopen(path)
         self.ffi = ffi
         self._lib = lib
-        self.functions: Dict[str, Any] = {}
-        for c_name in SIGNATURES:
+        def exported(name: str) -> bool:
             try:
-                self.functions[c_name] = getattr(lib, c_name)
-            except AttributeError:
-                continue  # not exported by this build (or not in the header)
+                getattr(lib, name)
+            except AttributeError:  # not in the header, or not exported by the library
+                return False
+            return True
+
+        missing_functions(exported, path)
+        self.functions: Dict[str, Any] = {name: getattr(lib, name) for name in SIGNATURES}
         self._last_error = self.functions["bioxen_vm_last_error_message"]
         self._bytes_free = self.functions["bioxen_vm_bytes_free"]
         self._result_free = self.functions["bioxen_vm_result_free"]

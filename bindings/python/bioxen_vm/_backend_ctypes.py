@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-from ctypes import POINTER, byref, c_bool, c_char_p, c_int32, c_size_t, c_uint32, c_uint64
-from ctypes import c_void_p, string_at
+from ctypes import POINTER, byref, c_bool, c_char_p, c_double, c_int32, c_int64, c_size_t
+from ctypes import c_uint32, c_uint64, c_void_p, string_at
 from typing import Any, Callable, Dict, Optional
 
-from ._backend import Dispatch, guarded
+from ._backend import Dispatch, guarded, missing_functions
 from ._errors import error_from_status
 from ._signatures import SIGNATURES, short_name
 
@@ -61,7 +61,9 @@ JOB_FN = ctypes.CFUNCTYPE(None, c_uint64, c_int32, c_void_p)
 CTYPES: Dict[str, Any] = {
     "i32": c_int32,
     "u32": c_uint32,
+    "i64": c_int64,
     "u64": c_uint64,
+    "f64": c_double,
     "size": c_size_t,
     "bool": c_bool,
     "str": c_char_p,
@@ -91,11 +93,9 @@ class CtypesBackend:
         lib = ctypes.CDLL(path)
         self._lib = lib
         self.functions: Dict[str, Any] = {}
+        missing_functions(lambda name: hasattr(lib, name), path)
         for c_name, (_kind, restype, argtypes) in SIGNATURES.items():
-            try:
-                fn = getattr(lib, c_name)
-            except AttributeError:
-                continue  # older library: the binding reports what is missing on use
+            fn = getattr(lib, c_name)
             fn.restype = CTYPES[restype]
             fn.argtypes = [CTYPES[a] for a in argtypes]
             self.functions[c_name] = fn

@@ -22,6 +22,7 @@ WAIT_TIMEOUT = 12
 INTERNAL = 13
 VM_NOT_FOUND = 14
 VM_ALREADY_EXISTS = 15
+FILE_NOT_FOUND = 16
 LUA_VM_ERROR = 20
 LUA_PROCESS_ERROR = 21
 NETWORKING_ERROR = 22
@@ -58,6 +59,7 @@ STATUS_EXCEPTIONS: Dict[int, Type[E.LuaVMError]] = {
     INTERNAL: E.BioxenVMInternalError,
     VM_NOT_FOUND: E.VMNotFoundError,
     VM_ALREADY_EXISTS: E.VMAlreadyExistsError,
+    FILE_NOT_FOUND: E.ScriptNotFoundError,
     LUA_VM_ERROR: E.LuaVMError,
     LUA_PROCESS_ERROR: E.LuaProcessError,
     NETWORKING_ERROR: E.NetworkingError,

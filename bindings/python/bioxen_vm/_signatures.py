@@ -13,7 +13,7 @@ backend turns a Python call into a C call and back; every backend implements eac
 * ``read``: ``bioxen_vm_manager_read_output``'s two outputs: ``bytes`` or ``None``.
 * ``callback``: takes a function pointer; each backend binds these by hand.
 
-Abstract C types: ``i32 u32 u64 size bool`` (values), ``str`` (``const char *``,
+Abstract C types: ``i32 u32 i64 u64 f64 size bool`` (values), ``str`` (``const char *``,
 NUL-terminated or NULL), ``buf`` (``const char *`` followed by its length), ``cstr``
 (returned ``const char *``), ``void``, ``void*``, pointers ``T*``, and the function pointer
 types ``log_fn output_fn job_fn``.
@@ -42,6 +42,20 @@ SIGNATURES: Dict[str, Signature] = {
     "bioxen_vm_execute_async": ("u64", "i32", ["u64", "buf", "size", "str", "u64", "u64*"]),
     "bioxen_vm_interrupt": ("bool", "i32", ["u64", "bool*"]),
     "bioxen_vm_info": ("bytes", "i32", ["u64", "bytes*"]),
+    # scripts
+    "bioxen_vm_execute_file": ("result", "i32", ["u64", "str", "u64", "result*"]),
+    "bioxen_vm_execute_temp_script": ("result", "i32", ["u64", "buf", "size", "u64", "result*"]),
+    "bioxen_vm_manager_execute_file": ("result", "i32", ["u64", "str", "str", "u64", "result*"]),
+    "bioxen_vm_manager_execute_temp_script": (
+        "result", "i32", ["u64", "str", "buf", "size", "u64", "result*"]),
+    # networked VMs
+    "bioxen_vm_net_run": ("result", "i32", ["u64", "str", "str", "u64", "result*"]),
+    "bioxen_vm_manager_net_start": ("u64", "i32", ["u64", "str", "str", "str", "u64", "u64*"]),
+    "bioxen_vm_manager_setup_p2p_cluster": (
+        "bytes", "i32", ["u64", "str", "size", "i64", "f64", "f64", "str", "bytes*"]),
+    "bioxen_vm_validate_port": ("status", "i32", ["i64"]),
+    "bioxen_vm_validate_host": ("status", "i32", ["str"]),
+    "bioxen_vm_script_template": ("bytes", "i32", ["str", "str", "bytes*"]),
     # jobs
     "bioxen_vm_job_wait": ("result", "i32", ["u64", "u64", "result*"]),
     "bioxen_vm_job_status": ("cstr", "i32", ["u64", "cstr*"]),

@@ -32,6 +32,8 @@ WAIT_TIMEOUT           :class:`WaitTimeoutError` (also a
 VM_NOT_FOUND,          :class:`VMNotFoundError`, :class:`VMAlreadyExistsError`
 VM_ALREADY_EXISTS      (:class:`VMManagerError` kinds that are also ``ValueError``, as
                        the original raised ``ValueError`` there)
+FILE_NOT_FOUND         :class:`ScriptNotFoundError` (also a ``FileNotFoundError``, which
+                       the original raised: "Lua script not found: …")
 20 ... 37              the original class of the same name
 =====================  ==========================================================
 
@@ -80,6 +82,7 @@ __all__ = [
     "WaitTimeoutError",
     "VMNotFoundError",
     "VMAlreadyExistsError",
+    "ScriptNotFoundError",
 ]
 
 
@@ -222,3 +225,7 @@ class VMNotFoundError(VMManagerError, ValueError):
 
 class VMAlreadyExistsError(VMManagerError, ValueError):
     """A VM with that id exists ("VM with ID 'x' already exists"); also a ValueError."""
+
+
+class ScriptNotFoundError(LuaVMError, FileNotFoundError):
+    """The Lua script does not exist ("Lua script not found: …"); a FileNotFoundError."""

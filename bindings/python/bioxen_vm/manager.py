@@ -16,11 +16,10 @@ from ._handles import own
 from ._log import sync_level
 from ._native import backend, dispatch
 from .exceptions import (DetachError, InteractiveSessionError, InvalidHandleError,
-                         LuaVMError, SessionNotFoundError, UnsupportedError, VMNotFoundError,
-                         VMTimeoutError)
+                         LuaVMError, SessionNotFoundError, VMNotFoundError, VMTimeoutError)
 from .futures import JobFuture, retitle_timeout, start_job, wait_jobs_native
 from .session import InteractiveSession, OutputCallback, SessionManager
-from .vm import _NET_MISSING, ManagedLuaVM
+from .vm import ManagedLuaVM, ManagedNetworkedLuaVM, _int, _str
 
 _log = logging.getLogger("bioxen_vm.python")
 _tls = threading.local()
@@ -158,22 +157,27 @@ class VMManager:
 
         A duplicate id raises :class:`~bioxen_vm.exceptions.VMAlreadyExistsError` (a
         ``ValueError``: "VM with ID 'x' already exists"); an unknown ``vm_type`` a
-        ``ValueError`` ("Unknown VM type: …"); kinds and modes this build lacks (``xcpng``,
-        ``networked=True``) :class:`UnsupportedError`. ``config`` (the XCP-ng settings) is
-        not used by the VM kinds built here. Extra keywords are VM options (``sandbox``,
-        ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
+        ``ValueError`` ("Unknown VM type: …"); kinds this build lacks (``xcpng``, ``ssh``)
+        :class:`~bioxen_vm.exceptions.UnsupportedError`. ``vm_type="process"`` runs a real
+        ``lua`` interpreter (``lua_executable``) as a child; ``networked=True`` gives such a
+        VM that must load LuaSocket (a :class:`ManagedNetworkedLuaVM`). ``config`` (the
+        XCP-ng settings) is not used by the kinds built here. Extra keywords are VM options
+        (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
         """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
         backend.manager_create_vm(self._h(), idb, _vm_options(
             vm_type, networked, persistent, debug_mode, lua_executable, options))
-        return ManagedLuaVM(self, idb.decode("utf-8"))
+        cls = ManagedNetworkedLuaVM if networked else ManagedLuaVM
+        return cls(self, idb.decode("utf-8"))
 
     def get_vm(self, vm_id: str) -> Optional[ManagedLuaVM]:
-        """The VM ``vm_id``, or None if there is none."""
-        if self.get_vm_info(vm_id) is None:
+        """The VM ``vm_id`` (a networked one as :class:`ManagedNetworkedLuaVM`), or None."""
+        info = self.get_vm_info(vm_id)
+        if info is None:
             return None
-        return ManagedLuaVM(self, text_arg(vm_id, "vm_id").decode("utf-8"))
+        cls = ManagedNetworkedLuaVM if info.get("networked") else ManagedLuaVM
+        return cls(self, text_arg(vm_id, "vm_id").decode("utf-8"))
 
     def list_vms(self) -> List[str]:
         """The VM ids, in creation order."""
@@ -182,7 +186,8 @@ class VMManager:
     @property
     def vms(self) -> Dict[str, ManagedLuaVM]:
         """``{vm_id: VM}`` (the original's attribute)."""
-        return {vm_id: ManagedLuaVM(self, vm_id) for vm_id in self.list_vms()}
+        return {vm_id: vm for vm_id in self.list_vms()
+                if (vm := self.get_vm(vm_id)) is not None}
 
     def remove_vm(self, vm_id: str) -> bool:
         """Removes the VM (queued jobs cancelled, session ended); False if there was none."""
@@ -452,9 +457,9 @@ class VMManager:
                                         **options: Any) -> Dict[str, InteractiveSession]:
         """Creates ``vm_count`` interactive VMs ``<cluster_id>_000``, ... (not attached).
 
-        ``networked``: the original defaulted to True; networked VMs need the C API's
-        ``bioxen_vm_net_*`` functions, so by default (None) the VMs are basic, and an
-        explicit True raises :class:`UnsupportedError` until they exist.
+        ``networked``: the original defaulted to True, which made no difference to plain
+        execution there. Here a networked VM is a child ``lua`` process that must load
+        LuaSocket, so by default (None) the VMs are basic; pass True for networked VMs.
         """
         ids = json_value(backend.manager_create_interactive_cluster(
             self._h(), text_arg(cluster_id, "cluster_id"), _count(vm_count),
@@ -496,13 +501,19 @@ class VMManager:
         jobs = json_value(backend.manager_broadcast(
             self._h(), text_arg(pattern, "pattern"), code, len(code), args_arg(args),
             timeout_ms(timeout)))
+        return self._wrap_jobs(jobs, timeout)
+
+    @staticmethod
+    def _wrap_jobs(jobs: Dict[str, int], timeout: Optional[float]) -> Dict[str, JobFuture]:
+        """``{vm_id: job handle}`` as ``{vm_id: Future}`` (in id order)."""
         futures: Dict[str, JobFuture] = {}
+        pending = dict(sorted(jobs.items()))
         try:
-            for vm_id, job in list(jobs.items()):
+            for vm_id, job in list(pending.items()):
                 futures[vm_id] = start_job(job, timeout)
-                del jobs[vm_id]
+                del pending[vm_id]
         finally:
-            for job in jobs.values():  # only after a failure: free what was not wrapped
+            for job in pending.values():  # only after a failure: free what was not wrapped
                 backend.job_free(job)
         return futures
 
@@ -570,31 +581,68 @@ class VMManager:
             if not attached:
                 self._forget_callback(idb)
 
-    # --- networking (needs bioxen_vm_net_* in the C API) -----------------------------------
+    # --- networking ----------------------------------------------------------------------
 
-    def start_server_vm(self, vm_id: str, port: int, timeout: Optional[float] = None) -> Any:
-        """Not available in this build (see :class:`~bioxen_vm.NetworkedLuaVM`)."""
-        raise UnsupportedError(_NET_MISSING.format(what="VMManager.start_server_vm"))
+    def _net_start(self, vm_id: str, mode: str, options: Dict[str, Any],
+                   timeout: Optional[float]) -> JobFuture:
+        job = backend.manager_net_start(self._h(), text_arg(vm_id, "vm_id"),
+                                        mode.encode("ascii"), options_arg(options),
+                                        timeout_ms(timeout))
+        return start_job(job, timeout)
+
+    def start_server_vm(self, vm_id: str, port: int, timeout: Optional[float] = None, *,
+                        bind: Optional[str] = None, accept_timeout: Optional[float] = None,
+                        receive_timeout: Optional[float] = None) -> JobFuture:
+        """The networked VM's server mode as a job; a Future of the result dict.
+
+        An unknown or non-networked id raises
+        :class:`~bioxen_vm.exceptions.NetworkingError` ("Networked VM 'x' not found").
+        """
+        _int(port, "port")
+        return self._net_start(vm_id, "server", {
+            "port": port, "bind": bind, "accept_timeout": accept_timeout,
+            "receive_timeout": receive_timeout}, timeout)
 
     def start_client_vm(self, vm_id: str, host: str, port: int,
-                        message: str = "Hello from client!", timeout: Optional[float] = None
-                        ) -> Any:
-        """Not available in this build (see :class:`~bioxen_vm.NetworkedLuaVM`)."""
-        raise UnsupportedError(_NET_MISSING.format(what="VMManager.start_client_vm"))
+                        message: str = "Hello from client!", timeout: Optional[float] = None,
+                        *, connect_timeout: Optional[float] = None) -> JobFuture:
+        """The networked VM's client mode as a job; a Future of the result dict."""
+        _int(port, "port")
+        _str(host, "host")
+        return self._net_start(vm_id, "client", {
+            "host": host, "port": port, "message": message,
+            "connect_timeout": connect_timeout}, timeout)
 
     def start_p2p_vm(self, vm_id: str, local_port: int, peer_host: Optional[str] = None,
                      peer_port: Optional[int] = None, run_duration: float = 30,
-                     timeout: Optional[float] = None) -> Any:
-        """Not available in this build (see :class:`~bioxen_vm.NetworkedLuaVM`)."""
-        raise UnsupportedError(_NET_MISSING.format(what="VMManager.start_p2p_vm"))
+                     timeout: Optional[float] = None, *, send_interval: float = 5,
+                     bind: Optional[str] = None) -> JobFuture:
+        """The networked VM's P2P mode as a job; a Future of the result dict."""
+        _int(local_port, "local_port")
+        if peer_port is not None:
+            _int(peer_port, "peer_port")
+        _str(peer_host, "peer_host")
+        return self._net_start(vm_id, "p2p", {
+            "local_port": local_port, "peer_host": peer_host, "peer_port": peer_port,
+            "run_duration": run_duration, "send_interval": send_interval, "bind": bind},
+            timeout)
 
     def setup_p2p_cluster(self, cluster_id: str, vm_count: int, base_port: int = 8080,
-                          run_duration: float = 60) -> Any:
-        """Not available in this build (see :class:`~bioxen_vm.NetworkedLuaVM`)."""
-        if vm_count < 2:
-            raise ValueError("P2P cluster requires at least 2 VMs")
-        raise UnsupportedError(_NET_MISSING.format(what="VMManager.setup_p2p_cluster"))
-
+                          run_duration: float = 60, *, send_interval: float = 0,
+                          **vm_options: Any) -> List[JobFuture]:
+        """The original's P2P ring: ``vm_count`` (at least 2) networked VMs
+        ``<cluster_id>_000``, ...; VM i listens on ``base_port + i`` (127.0.0.1) and
+        connects to VM i+1. Returns the Futures of their P2P runs, in VM order.
+        ``send_interval`` 0 means the original's 5 seconds.
+        """
+        _int(base_port, "base_port")
+        for value, what in ((run_duration, "run_duration"), (send_interval, "send_interval")):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+        jobs = json_value(backend.manager_setup_p2p_cluster(
+            self._h(), text_arg(cluster_id, "cluster_id"), _count(vm_count), base_port,
+            float(run_duration), float(send_interval), options_arg(vm_options)))
+        return list(self._wrap_jobs(jobs, None).values())
 
 def _count(vm_count: Any) -> int:
     if isinstance(vm_count, bool) or not isinstance(vm_count, int):

@@ -1,13 +1,16 @@
 """Networking helpers of the original: argument checks and Lua script templates.
 
-``validate_port``/``validate_host`` and :class:`LuaScriptTemplate` are pure Python. The
-templates return Lua source for LuaSocket (they never run it); unlike the original, every
-value is quoted as a Lua string literal, so no argument can inject code.
+Both are served by the C library (``bioxen_vm_validate_port``, ``_validate_host``,
+``bioxen_vm_script_template``) with the original's messages; the networked VMs themselves
+are :class:`~bioxen_vm.NetworkedLuaVM` and a manager's ``networked=True`` VMs.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import Any, Dict
+
+from ._native import backend
 
 
 def validate_port(port: int) -> None:
@@ -17,83 +20,51 @@ def validate_port(port: int) -> None:
     """
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be int, not {type(port).__name__}")
-    if not 1024 <= port <= 65535:
+    if not -(1 << 63) <= port < (1 << 63):
         raise ValueError("Port must be between 1024 and 65535")
+    backend.validate_port(port)
 
 
 def validate_host(host: Any) -> None:
     """Raises ``ValueError("Host cannot be empty")`` for None, empty or blank hosts."""
-    if host is None or not str(host).strip():
+    if host is None:
         raise ValueError("Host cannot be empty")
+    if not isinstance(host, str):
+        raise TypeError(f"host must be str, not {type(host).__name__}")
+    data = host.encode("utf-8")
+    if b"\0" in data:
+        raise ValueError("host must not contain NUL characters")
+    backend.validate_host(data)
 
 
-def lua_string(value: Any) -> str:
-    """``value`` as a Lua string literal (every byte that needs it escaped)."""
-    out = ['"']
-    for byte in str(value).encode("utf-8"):
-        ch = chr(byte)
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif 32 <= byte < 127:
-            out.append(ch)
-        else:
-            out.append(f"\\{byte:03d}")
-    out.append('"')
-    return "".join(out)
-
-
-def _number(value: Any, what: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
-    return repr(value)
+def _template(name: str, options: Dict[str, Any]) -> str:
+    clean = {k: v for k, v in options.items() if v is not None}
+    try:
+        encoded = json.dumps(clean, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"template values cannot be passed as JSON: {exc}") from None
+    return backend.script_template(name.encode("ascii"), encoded).decode("utf-8", "replace")
 
 
 class LuaScriptTemplate:
-    """Lua source templates for LuaSocket (they return code; they never run it)."""
+    """The original's script templates (``bioxen_vm_script_template``).
+
+    Each returns Lua source for LuaSocket and never runs it; every value is a quoted Lua
+    literal in the source, so nothing given can change what the script does.
+    """
 
     @staticmethod
-    def simple_echo_server(port: int) -> str:
-        """A server that answers every line with ``Echo: <line>`` (forever)."""
-        validate_port(port)
-        return f"""local socket = require("socket")
-local server = assert(socket.bind("*", {port}))
-print("Echo server listening on port {port}")
-while true do
-    local client = server:accept()
-    local line, err = client:receive()
-    if line then client:send("Echo: " .. line .. "\\n") end
-    client:close()
-end
-"""
+    def simple_echo_server(port: int, bind: str = "127.0.0.1") -> str:
+        """A server answering every line with ``Echo: <line>`` (forever)."""
+        return _template("simple_echo_server", {"port": port, "bind": bind})
 
     @staticmethod
     def heartbeat_client(host: str, port: int, interval: float = 1, count: int = 10) -> str:
-        """A client that sends ``count`` heartbeats, ``interval`` seconds apart."""
-        validate_host(host)
-        validate_port(port)
-        return f"""local socket = require("socket")
-local host, port = {lua_string(host)}, {port}
-for i = 1, {_number(count, "count")} do
-    local client = socket.connect(host, port)
-    if client then
-        client:send("heartbeat " .. i .. "\\n")
-        client:close()
-        print("Heartbeat " .. i .. " sent")
-    else
-        print("Heartbeat " .. i .. " failed")
-    end
-    socket.sleep({_number(interval, "interval")})
-end
-"""
+        """A client sending ``count`` heartbeats, ``interval`` seconds apart."""
+        return _template("heartbeat_client", {"host": host, "port": port,
+                                              "interval": interval, "count": count})
 
     @staticmethod
     def http_client_template(url: str, method: str = "GET") -> str:
-        """An HTTP request with LuaSocket's ``socket.http`` (``method`` is used)."""
-        return f"""local http = require("socket.http")
-local ltn12 = require("ltn12")
-local body = {{}}
-local ok, code = http.request{{url = {lua_string(url)}, method = {lua_string(method)},
-                               sink = ltn12.sink.table(body)}}
-print("HTTP " .. {lua_string(method)} .. " " .. {lua_string(url)} .. ": " .. tostring(code))
-print(table.concat(body))
-"""
+        """An HTTP request of ``method`` to ``url``."""
+        return _template("http_client_template", {"url": url, "method": method})

@@ -20,7 +20,7 @@ from ._handles import own
 from ._log import sync_level
 from ._native import backend
 from .exceptions import (InteractiveSessionError, InvalidHandleError, LuaVMError,
-                         ScriptGenerationError, UnsupportedError, VMTimeoutError)
+                         ScriptGenerationError, VMTimeoutError)
 from .futures import JobFuture, retitle_timeout, start_job
 
 if TYPE_CHECKING:
@@ -30,23 +30,38 @@ if TYPE_CHECKING:
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def _empty_result() -> Dict[str, Any]:
-    """What running an empty script gives (``lua`` runs an empty file successfully)."""
-    return {"stdout": "", "stderr": "", "return_code": 0, "success": True, "values": [],
-            "error": None, "duration": 0.0}
+def path_arg(script_path: Any) -> bytes:
+    """A script path as the NUL-terminated bytes the C API takes."""
+    path = os.fsencode(os.fspath(script_path))
+    if b"\0" in path:
+        raise ValueError("script_path must not contain NUL characters")
+    return path
 
 
-def _read_script(script_path: Any) -> bytes:
-    path = os.fspath(script_path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Lua script not found: {path}")
-    if not os.path.isfile(path):
-        raise ValueError(f"Path is not a file: {path}")
-    with open(path, "rb") as f:
-        data = f.read()
-    if data.startswith(b"#"):
-        data = b"--" + data  # `lua file` skips a first line starting with '#' (shebang)
-    return data
+_wrapped_classes: Dict[type, type] = {}
+
+
+def as_script_generation_error(exc: LuaVMError) -> LuaVMError:
+    """``exc`` re-raised as the original's ScriptGenerationError, keeping its own class.
+
+    The original wrapped every failure of ``execute_temp_script`` (a timeout included) in
+    ``ScriptGenerationError("Failed to create/execute temporary script: …")``. The new
+    exception is of a class derived from both, so ``except ScriptGenerationError`` (old
+    code) and ``except VMTimeoutError`` (say) both catch it.
+    """
+    if isinstance(exc, ScriptGenerationError):
+        return exc
+    base = type(exc)
+    cls = _wrapped_classes.get(base)
+    if cls is None:
+        cls = type(f"ScriptGeneration{base.__name__}", (ScriptGenerationError, base),
+                   {"__module__": __name__, "__doc__": f"A {base.__name__} of a script."})
+        _wrapped_classes[base] = cls
+    wrapped = cls(f"Failed to create/execute temporary script: {exc}")
+    wrapped.status, wrapped.status_name = exc.status, exc.status_name
+    if isinstance(exc, VMTimeoutError):
+        wrapped.timeout = exc.timeout  # type: ignore[attr-defined]
+    return wrapped
 
 
 class LuaProcess:
@@ -131,6 +146,15 @@ class LuaProcess:
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.execute_async(self._h(), code, len(code), args, ms)
 
+    def _run_file(self, path: bytes, ms: int) -> Any:
+        return backend.execute_file(self._h(), path, ms)
+
+    def _run_temp_script(self, code: bytes, ms: int) -> Any:
+        return backend.execute_temp_script(self._h(), code, len(code), ms)
+
+    def _net_run(self, mode: bytes, options: bytes, ms: int) -> Any:
+        return backend.net_run(self._h(), mode, options, ms)
+
     def execute_string(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
                        args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
         """Runs Lua code and returns the result dict.
@@ -152,35 +176,43 @@ class LuaProcess:
             raise
         return result_dict(r)
 
-    def execute_file(self, script_path: PathLike, timeout: Optional[float] = None,
-                     args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
-        """Runs a Lua script file (read here and run as a chunk; a ``#!`` line is skipped).
+    def execute_file(self, script_path: PathLike, timeout: Optional[float] = None
+                     ) -> Dict[str, Any]:
+        """Runs a Lua script file in the VM's state (``bioxen_vm_execute_file``).
 
-        A missing file raises ``FileNotFoundError("Lua script not found: …")``, a path that
-        is not a file ``ValueError``; an empty file gives a successful empty result.
+        The chunk is named ``@<path>`` (messages name the file); a ``#!`` first line is
+        skipped. A missing file raises :class:`~bioxen_vm.exceptions.ScriptNotFoundError`
+        (a ``FileNotFoundError``: "Lua script not found: …"), a path that is not a regular
+        file ``ValueError``; an empty file is a valid script.
         """
-        data = _read_script(script_path)
-        if not data.strip():
-            return _empty_result()
-        return self.execute_string(data, timeout=timeout, args=args)
+        path = path_arg(script_path)
+        try:
+            r = self._run_file(path, timeout_ms(timeout))
+        except VMTimeoutError as exc:
+            if timeout is not None:
+                retitle_timeout(exc, timeout)
+            raise
+        return result_dict(r)
 
     def execute_temp_script(self, lua_code: Union[str, bytes],
                             timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Runs code as the original ran a temporary script, without a temporary file.
+        """The original's ``execute_temp_script`` (``bioxen_vm_execute_temp_script``).
 
-        The VM runs in this process, so no file is written: the code runs as a chunk. As in
-        the original, any failure (a timeout included) is raised as
-        :class:`ScriptGenerationError` ("Failed to create/execute temporary script: …",
-        the original error as its ``__cause__``), and empty code is not an error.
+        The library writes the code to a new ``bioxen_vm-<pid>-<n>.lua`` (mode 0600) in the
+        temp directory, runs it as :meth:`execute_file` does and removes it whatever
+        happens. Empty code is allowed. As in the original, every failure is raised as a
+        :class:`ScriptGenerationError` ("Failed to create/execute temporary script: …"),
+        whose class also derives from the specific one (a timeout is both a
+        ``ScriptGenerationError`` and a ``VMTimeoutError``).
         """
         code = code_arg(lua_code)
-        if not code.strip():
-            return _empty_result()
         try:
-            return self.execute_string(code, timeout=timeout)
-        except (LuaVMError, ValueError) as exc:
-            raise ScriptGenerationError(
-                f"Failed to create/execute temporary script: {exc}") from exc
+            r = self._run_temp_script(code, timeout_ms(timeout))
+        except LuaVMError as exc:
+            if isinstance(exc, VMTimeoutError) and timeout is not None:
+                retitle_timeout(exc, timeout)
+            raise as_script_generation_error(exc) from exc
+        return result_dict(r)
 
     def execute_async(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
                       args: Optional[Sequence[Any]] = None) -> JobFuture:
@@ -318,6 +350,17 @@ class ManagedLuaVM(LuaProcess):
         return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),
                                              args, ms)
 
+    def _run_file(self, path: bytes, ms: int) -> Any:
+        return backend.manager_execute_file(self._manager._h(), self._id, path, ms)
+
+    def _run_temp_script(self, code: bytes, ms: int) -> Any:
+        return backend.manager_execute_temp_script(self._manager._h(), self._id, code,
+                                                   len(code), ms)
+
+    def _net_run(self, mode: bytes, options: bytes, ms: int) -> Any:
+        job = backend.manager_net_start(self._manager._h(), self._id, mode, options, ms)
+        return start_job(job, convert=lambda r: r).result()
+
     def interrupt(self) -> bool:
         return bool(backend.manager_interrupt(self._manager._h(), self._id))
 
@@ -343,48 +386,91 @@ class ManagedLuaVM(LuaProcess):
             self._manager.terminate_vm_session(self.vm_id)
 
 
-_NET_MISSING = ("{what} needs the C API's networking functions (bioxen_vm_net_*), which this "
-                "build of libbioxen_vm does not export yet; networked VMs are not available")
-
-
 class NetworkedLuaVM(LuaProcess):
-    """The original's networked VM: a basic VM plus LuaSocket server/client/P2P modes.
+    """The original's networked VM: LuaSocket server, client and P2P modes.
 
-    It works as a basic VM. The networking modes need functions the C library does not
-    export yet (``bioxen_vm_net_*``): they check their arguments as the original did
-    (ports 1024-65535, non-empty host) and then raise :class:`UnsupportedError` (a
-    ``LuaVMError`` and ``NotImplementedError``) naming the missing piece.
+    It is a ``process`` VM: a real ``lua`` interpreter (``lua_executable``) running as a
+    persistent child, which can load LuaSocket. As in the original, a missing interpreter
+    raises :class:`~bioxen_vm.exceptions.LuaNotFoundError` at construction and a missing
+    LuaSocket :class:`~bioxen_vm.exceptions.LuaSocketNotFoundError` on the first network
+    call. It runs plain code too (``execute_string`` and friends).
+
+    The modes block until they end and return the result dict; every value is passed to
+    the script as data (``bioxen_vm_net_run``), never pasted into its source. Ports must be
+    1024-65535 (``ValueError("Port must be between 1024 and 65535")``), hosts non-empty.
+    Unlike the original, a server binds 127.0.0.1 unless ``bind="*"`` is given.
     """
 
     def __init__(self, name: str = "NetworkedLuaVM", lua_executable: str = "lua",
                  debug_mode: bool = False, **options: Any) -> None:
+        options.setdefault("vm_type", "process")
         super().__init__(name, lua_executable, debug_mode, **options)
 
-    def start_server(self, port: int, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Serves one client on ``port`` (not available: see the class docs)."""
-        from .networking import validate_port
+    def _net(self, mode: str, options: Dict[str, Any], timeout: Optional[float]
+             ) -> Dict[str, Any]:
+        ms = timeout_ms(timeout)
+        try:
+            r = self._net_run(mode.encode("ascii"), options_arg(options), ms)
+        except VMTimeoutError as exc:
+            if timeout is not None:
+                retitle_timeout(exc, timeout)
+            raise
+        return result_dict(r)
 
-        validate_port(port)
-        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_server"))
+    def start_server(self, port: int, timeout: Optional[float] = None, *,
+                     bind: Optional[str] = None, accept_timeout: Optional[float] = None,
+                     receive_timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Accepts one client on ``port``, greets it, reads one line; the result dict.
+
+        Prints the original's ``Lua Server: …`` lines; ``values`` is
+        ``[{"received": line, "client": ip}]``.
+        """
+        _int(port, "port")
+        return self._net("server", {"port": port, "bind": bind,
+                                    "accept_timeout": accept_timeout,
+                                    "receive_timeout": receive_timeout}, timeout)
 
     def start_client(self, host: str, port: int, message: str = "Hello from Lua Client!",
-                     timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Connects to ``host:port`` (not available: see the class docs)."""
-        from .networking import validate_host, validate_port
-
-        validate_host(host)
-        validate_port(port)
-        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_client"))
+                     timeout: Optional[float] = None, *,
+                     connect_timeout: Optional[float] = None) -> Dict[str, Any]:
+        """Connects to ``host:port``, reads the greeting, sends ``message``."""
+        _int(port, "port")
+        _str(host, "host")
+        return self._net("client", {"host": host, "port": port, "message": message,
+                                    "connect_timeout": connect_timeout}, timeout)
 
     def start_p2p(self, local_port: int, peer_host: Optional[str] = None,
                   peer_port: Optional[int] = None, run_duration: float = 30,
-                  send_interval: float = 5, timeout: Optional[float] = None) -> Dict[str, Any]:
-        """Peer-to-peer mode (not available: see the class docs)."""
-        from .networking import validate_host, validate_port
-
-        validate_port(local_port)
-        if peer_host is not None:
-            validate_host(peer_host)
+                  send_interval: float = 5, timeout: Optional[float] = None, *,
+                  bind: Optional[str] = None) -> Dict[str, Any]:
+        """Listens on ``local_port`` and exchanges heartbeats with a peer for
+        ``run_duration`` seconds (wall clock); ``values`` is ``[{"sent", "received"}]``."""
+        _int(local_port, "local_port")
         if peer_port is not None:
-            validate_port(peer_port)
-        raise UnsupportedError(_NET_MISSING.format(what="NetworkedLuaVM.start_p2p"))
+            _int(peer_port, "peer_port")
+        if peer_host is not None:
+            _str(peer_host, "peer_host")
+        return self._net("p2p", {"local_port": local_port, "peer_host": peer_host,
+                                 "peer_port": peer_port, "run_duration": run_duration,
+                                 "send_interval": send_interval, "bind": bind}, timeout)
+
+
+class ManagedNetworkedLuaVM(ManagedLuaVM, NetworkedLuaVM):
+    """A manager's networked VM (``create_vm(..., networked=True)``).
+
+    The network modes run as jobs of the manager (``bioxen_vm_manager_net_start``) and
+    these methods wait for them; ``VMManager.start_server_vm`` and friends return Futures.
+    """
+
+    def __repr__(self) -> str:
+        return f"ManagedNetworkedLuaVM(vm_id={self.vm_id!r})"
+
+
+def _int(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be int, not {type(value).__name__}")
+
+
+def _str(value: Any, what: str) -> None:
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
