@@ -235,8 +235,10 @@ static void test_bad_values(void)
                 BIOXEN_VM_STATUS_INVALID_ARGUMENT, "max_workers");
     CHECK_ERROR(bioxen_vm_manager_new("{\"max_workers\": 1025}", &out),
                 BIOXEN_VM_STATUS_INVALID_ARGUMENT, "max_workers");
-    CHECK_ERROR(bioxen_vm_manager_new("{\"vm_type\": \"basic\"}", &out),
-                BIOXEN_VM_STATUS_INVALID_ARGUMENT, "unknown manager option 'vm_type'");
+    CHECK_ERROR(bioxen_vm_manager_new("{\"colour\": \"blue\"}", &out),
+                BIOXEN_VM_STATUS_INVALID_ARGUMENT, "unknown manager option 'colour'");
+    CHECK_ERROR(bioxen_vm_manager_new("{\"vm_type\": \"lisp\"}", &out),
+                BIOXEN_VM_STATUS_INVALID_ARGUMENT, "Unknown VM type: lisp");
     CHECK_ERROR(bioxen_vm_manager_new("[1]", &out), BIOXEN_VM_STATUS_INVALID_ARGUMENT,
                 "must be a JSON object");
     CHECK(out == SENTINEL);

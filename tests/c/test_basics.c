@@ -40,6 +40,7 @@ static void test_status_names(void)
         {BIOXEN_VM_STATUS_INTERNAL, "INTERNAL"},
         {BIOXEN_VM_STATUS_VM_NOT_FOUND, "VM_NOT_FOUND"},
         {BIOXEN_VM_STATUS_VM_ALREADY_EXISTS, "VM_ALREADY_EXISTS"},
+        {BIOXEN_VM_STATUS_FILE_NOT_FOUND, "FILE_NOT_FOUND"},
         {BIOXEN_VM_STATUS_LUA_VM_ERROR, "LUA_VM_ERROR"},
         {BIOXEN_VM_STATUS_LUA_PROCESS_ERROR, "LUA_PROCESS_ERROR"},
         {BIOXEN_VM_STATUS_NETWORKING_ERROR, "NETWORKING_ERROR"},
@@ -59,7 +60,7 @@ static void test_status_names(void)
         {BIOXEN_VM_STATUS_VM_MANAGER_ERROR, "VM_MANAGER_ERROR"},
         {BIOXEN_VM_STATUS_PROCESS_REGISTRY_ERROR, "PROCESS_REGISTRY_ERROR"},
     };
-    static const int32_t unknown[] = {-1, 16, 17, 18, 19, 38, 100, INT32_MIN, INT32_MAX};
+    static const int32_t unknown[] = {-1, 17, 18, 19, 38, 100, INT32_MIN, INT32_MAX};
     size_t i;
     for (i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = bioxen_vm_status_name(names[i].code);
