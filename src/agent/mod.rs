@@ -180,3 +180,37 @@ impl<R: Read, W: Write> Conn<R, W> {
         !self.reader.buffer().is_empty()
     }
 }
+
+impl<R: Read + std::os::fd::AsRawFd, W: Write> Conn<R, W> {
+    /// Waits up to `limit` for the agent's output to close (it exited, or every holder of
+    /// the pipe did), discarding what still arrives. Whether it closed in time.
+    pub fn wait_for_eof(&mut self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let fd = self.reader.get_ref().as_raw_fd();
+        let mut scratch = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut p = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for a descriptor this connection owns.
+            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
+            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return false;
+            }
+            if n > 0 {
+                match self.reader.get_mut().read(&mut scratch) {
+                    Ok(0) => return true,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+        }
+    }
+}

@@ -561,18 +561,11 @@ impl Drop for ProcessVm {
         let Some(mut running) = self.child.take() else {
             return;
         };
-        // Ask politely, then make sure: no child and no zombie outlives the VM.
+        // Ask politely, wait (bounded) for the child's end of stdout to close, then make
+        // sure: no child and no zombie outlives the VM.
         let _ = running.conn.quit();
-        let deadline = Instant::now() + QUIT_GRACE;
-        loop {
-            match running.child.try_wait() {
-                Ok(Some(_)) | Err(_) => return,
-                Ok(None) if Instant::now() >= deadline => {
-                    running.reap(true);
-                    return;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(1)),
-            }
-        }
+        let exited = running.conn.wait_for_eof(QUIT_GRACE);
+        let still_running = !exited || matches!(running.child.try_wait(), Ok(None));
+        running.reap(still_running);
     }
 }
