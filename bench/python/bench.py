@@ -195,10 +195,10 @@ def plan(side, quick):
 
     if slow:
         return dict(create=(2, n(15), 1), exec_new=(2, n(15), 1), fib=(1, n(5), 1),
-                    rt=(1, n(5), 1), mem_n=n(100, 20), thr_k=2, thr_samples=n(3))
+                    rt=(1, n(5), 1), mem_n=n(100, 20), thr_k=2, thr_samples=n(5))
     return dict(create=(50, n(31), 32), exec_new=(50, n(31), 64), exec_cached=(500, n(31), 512),
-                fib=(1, n(7), 1), rt=(200, n(31), 128), mem_n=n(2000, 200), thr_k=3,
-                thr_samples=n(5))
+                fib=(1, n(7), 1), rt=(200, n(31), 128), mem_n=n(2000, 200), thr_k=4,
+                thr_samples=n(9))
 
 
 def bench_memory(side, n):
@@ -218,6 +218,12 @@ def bench_memory(side, n):
 
 
 def bench_threads(side, k, samples, define):
+    """Speedup of 2 threads (one VM each) over 1 thread running the same calls in turn.
+
+    A sample is one serial and one parallel measurement. Short bursts of other work on
+    this 2-core machine hit exactly this measurement, so a sample during which other
+    processes used more than BUSY_SHARE of the CPU is dropped and taken again (at most
+    3 × ``samples`` attempts)."""
     vms = [side.new_vm(), side.new_vm()]
     for vm in vms:
         define(vm)
@@ -230,7 +236,11 @@ def bench_threads(side, k, samples, define):
     run(vms[0], 1)
     run(vms[1], 1)
     ratios, serial_t, par_t = [], [], []
-    for _ in range(samples):
+    dropped = 0
+    for _ in range(3 * samples):
+        if len(ratios) >= samples:
+            break
+        snap = cpu_snap(), own_cpu_ticks()
         t = time.perf_counter()
         for _ in range(k):
             side.execute(vms[0], call)
@@ -243,14 +253,19 @@ def bench_threads(side, k, samples, define):
         for x in th:
             x.join()
         tp = time.perf_counter() - t
+        if other_share_since(*snap) > BUSY_SHARE:
+            dropped += 1
+            continue
         serial_t.append(ts)
         par_t.append(tp)
         ratios.append(ts / tp)
     for vm in vms:
         side.free_vm(vm)
+    if not ratios:
+        raise RuntimeError("threads: every sample was disturbed by other processes")
     calls = 2 * k
     return {"speedup": statistics.median(ratios), "speedup_min": min(ratios),
-            "speedup_max": max(ratios),
+            "speedup_max": max(ratios), "samples": len(ratios), "dropped": dropped,
             "serial_calls_s": calls / statistics.median(serial_t),
             "parallel_calls_s": calls / statistics.median(par_t)}
 
@@ -392,6 +407,19 @@ def self_cpu_ticks():
     return (r.ru_utime + r.ru_stime) * os.sysconf("SC_CLK_TCK")
 
 
+def own_cpu_ticks():
+    """CPU time of this process and its waited-for children, in clock ticks."""
+    return self_cpu_ticks() + children_cpu_ticks()
+
+
+def other_share_since(snap, own0):
+    """Share of the machine's CPU that other processes used since ``snap``/``own0``."""
+    b0, t0 = snap
+    b1, t1 = cpu_snap()
+    own = own_cpu_ticks() - own0
+    return max(0.0, (b1 - b0) - own) / max(1, t1 - t0)
+
+
 def wait_quiet():
     start = time.monotonic()
     while True:
@@ -527,7 +555,7 @@ def fmt_ratio(r):
     return "n/a" if r is None else ("%.2f×" % r if r < 100 else "{:,.0f}×".format(r))
 
 
-def build_table(per_side, args, gates, wall):
+def build_table(per_side, args, gates, wall, retried):
     L, O = per_side["lupa"], per_side["original"]
     C, F = per_side["bioxen_vm ctypes"], per_side["bioxen_vm cffi"]
 
@@ -608,6 +636,13 @@ def build_table(per_side, args, gates, wall):
     notes = []
     notes.append("- Ratios use the faster bioxen_vm backend for each row. `raw mlua` is N/A "
                  "from Python (the Rust benches compare against it: `cargo bench --bench vm`).")
+    notes.append("- 2 threads: each sample times 4 calls on each of 2 VMs, first from one thread "
+                 "(alternating), then from 2 threads (one VM each); the speedup is serial time / "
+                 "parallel time, median over the samples of a run, then over the runs "
+                 "[min..max of the run medians]. On this virtual machine the two vCPUs "
+                 "sometimes run the parallel phase at reduced speed with nothing else running "
+                 "in the guest (the threads then use more CPU time for the same work), which is "
+                 "what the low ends of the ranges show, for lupa as much as for bioxen_vm.")
     notes.append("- lupa has no interactive sessions (N/A). The original's column for the "
                  "re-execute rows is its `execute_string`, which has no cache (a new `lua -e` "
                  "per call); its fib(27) defines and calls fib in one `lua -e`; its round trip "
@@ -630,9 +665,11 @@ def build_table(per_side, args, gates, wall):
                  + ".")
     nq = sum(1 for g in gates if not g["quiet"])
     notes.append("- Quiet gate: %d of %d workers started on a quiet machine (others ≤ %d%% "
-                 "CPU over 1 s; longest wait %.1f s). Whole run: %.0f s." % (
+                 "CPU over 1 s; longest wait %.1f s); %d worker runs were repeated because "
+                 "other processes used more than %d%% of the CPU while they ran (the quietest "
+                 "attempt is kept). Whole run: %.0f s." % (
                      len(gates) - nq, len(gates), int(100 * BUSY_SHARE),
-                     max(g["waited"] for g in gates), wall))
+                     max(g["waited"] for g in gates), retried, int(100 * BUSY_SHARE), wall))
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
 
 
@@ -640,22 +677,33 @@ def orchestrate(args):
     t_start = time.monotonic()
     per_side = {label: [] for _, _, label in SIDES}
     gates = []
+    retried = 0
     for run in range(args.runs):
         order = SIDES[run % len(SIDES):] + SIDES[:run % len(SIDES)]
         for side, backend, label in order:
-            if not args.no_wait:
-                gates.append(wait_quiet())
-            else:
-                gates.append({"quiet": True, "waited": 0.0, "share": 0.0})
-            res = run_worker(side, backend, args)
-            if backend and res.get("backend") not in (None, backend, "default"):
-                raise RuntimeError("asked for backend %s, worker used %s" % (
-                    backend, res.get("backend")))
-            per_side[label].append(res)
-            print("run %d/%d %-17s done (other CPU %.1f%%)" % (
-                run + 1, args.runs, label, 100 * res["other_cpu"]), file=sys.stderr)
+            best = None
+            for attempt in range(1 + args.retries):
+                if not args.no_wait:
+                    gates.append(wait_quiet())
+                else:
+                    gates.append({"quiet": True, "waited": 0.0, "share": 0.0})
+                res = run_worker(side, backend, args)
+                if backend and res.get("backend") != backend:
+                    raise RuntimeError("asked for backend %s, worker used %s" % (
+                        backend, res.get("backend")))
+                print("run %d/%d %-17s done (other CPU %.1f%%)" % (
+                    run + 1, args.runs, label, 100 * res["other_cpu"]), file=sys.stderr)
+                if best is None or res["other_cpu"] < best["other_cpu"]:
+                    best = res
+                # Another process took CPU while this worker ran: run it again (keeping the
+                # quietest attempt), unless the time budget is spent.
+                if res["other_cpu"] <= BUSY_SHARE or args.no_wait or \
+                        time.monotonic() - t_start > args.budget:
+                    break
+                retried += 1
+            per_side[label].append(best)
     wall = time.monotonic() - t_start
-    table = build_table(per_side, args, gates, wall)
+    table = build_table(per_side, args, gates, wall, retried)
     cmd = "bash bench/python/run.sh" + ("" if args.runs == 5 else " --runs %d" % args.runs) + \
         (" --quick" if args.quick else "")
     head = "Machine: %s.\nCommand: `%s` (%s).\nDate: %s.\n\n" % (
@@ -671,7 +719,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke runs only)")
-    ap.add_argument("--no-wait", action="store_true", help="skip the quiet-machine gate")
+    ap.add_argument("--no-wait", action="store_true",
+                    help="skip the quiet-machine gate and the repeats of noisy workers")
+    ap.add_argument("--retries", type=int, default=2,
+                    help="repeat a worker up to this many times when other processes used "
+                         "more than 20%% of the CPU while it ran (default 2)")
+    ap.add_argument("--budget", type=float, default=140.0,
+                    help="no more repeats once the run has taken this many seconds")
     ap.add_argument("--json", help="also write the raw per-run results to this file")
     ap.add_argument("--original-lua", default=shutil.which("lua5.4") or "lua",
                     help="lua_executable for the original library (default: lua5.4 if "
