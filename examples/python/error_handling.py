@@ -8,6 +8,7 @@ LuaVMError).
 """
 
 import threading
+import time
 
 from bioxen_vm import (LuaProcessError, LuaVMError, SessionNotFoundError, VMManager,
                        VMTimeoutError, create_vm)
@@ -40,14 +41,19 @@ with create_vm("errors", memory_limit=8 * 1024 * 1024) as vm:
         print("memory limit ->", type(exc).__name__)
     print("after the memory limit:", vm.execute_string("return 1 + 1")["stdout"])
 
-    # 5. interrupt() stops running code from another thread.
-    timer = threading.Timer(0.1, vm.interrupt)
-    timer.start()
+    # 5. interrupt() stops running code from another thread (it returns True once it
+    #    stopped something, so the helper retries until the loop has started).
+    def stop_the_loop():
+        while not vm.interrupt():
+            time.sleep(0.01)
+
+    stopper = threading.Thread(target=stop_the_loop)
+    stopper.start()
     try:
         vm.execute_string("while true do end")
     except VMInterruptedError as exc:
         print("interrupt ->", type(exc).__name__)
-    timer.join()
+    stopper.join()
 
     # 6. Empty code is an argument error (a ValueError, as in the original).
     try:
