@@ -9,35 +9,62 @@ interpreter is still whole, so no library thread calls into a finalizing interpr
 from __future__ import annotations
 
 import atexit
+import itertools
+import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import _log
 from ._native import dispatch
 
+# No lock here: a finalizer may run inside any allocation (the cyclic collector), also
+# while this module's own code runs on the same thread. Dict operations and the counter
+# are atomic under the GIL.
 _live: Dict[int, weakref.finalize] = {}
-_lock = threading.Lock()
-_ids = iter(range(1, 1 << 62))
+_ids = itertools.count(1)
+_deferred: "queue.SimpleQueue[Tuple[Callable[[int], Any], int]]" = queue.SimpleQueue()
+_reaper: Optional[threading.Thread] = None
+_reaper_lock = threading.Lock()
 
 
-def _release(key: int, free: Callable[[int], Any], handle: int) -> None:
-    with _lock:
-        _live.pop(key, None)
+def _free(free: Callable[[int], Any], handle: int) -> None:
     try:
         free(handle)
     except Exception:  # already freed elsewhere (INVALID_HANDLE) or library unloading
         pass
 
 
+def _reap() -> None:
+    while True:
+        free, handle = _deferred.get()
+        _free(free, handle)
+
+
+def _release(key: int, free: Callable[[int], Any], handle: int) -> None:
+    _live.pop(key, None)
+    if dispatch.in_callback():
+        # On a library thread inside a callback: freeing a manager there would wait for
+        # that very worker. Hand it to a Python thread.
+        global _reaper
+        _deferred.put((free, handle))
+        if _reaper is None:
+            with _reaper_lock:
+                if _reaper is None:
+                    _reaper = threading.Thread(target=_reap, name="bioxen_vm-reaper",
+                                               daemon=True)
+                    _reaper.start()
+        return
+    _free(free, handle)
+
+
 def own(obj: object, free: Callable[[int], Any], handle: int) -> weakref.finalize:
     """Registers ``free(handle)`` to run once: when called, when ``obj`` dies, or at exit."""
-    with _lock:
-        key = next(_ids)
-        finalizer = weakref.finalize(obj, _release, key, free, handle)
-        finalizer.atexit = False  # this module's exit hook runs it, in a known order
-        _live[key] = finalizer
+    key = next(_ids)
+    finalizer = weakref.finalize(obj, _release, key, free, handle)
+    finalizer.atexit = False  # this module's exit hook runs it, in a known order
+    _live[key] = finalizer
     return finalizer
 
 
@@ -51,10 +78,14 @@ def _at_exit() -> None:
     # manager cancels its jobs, whose callbacks then run; wait (briefly) for them, and only
     # then remove the log callback: no library thread may call into Python once the
     # interpreter finalizes.
-    with _lock:
-        finalizers = sorted(_live.items(), reverse=True)
-    for _key, finalizer in finalizers:
+    for _key, finalizer in sorted(list(_live.items()), reverse=True):
         finalizer()
+    while True:
+        try:
+            free, handle = _deferred.get_nowait()
+        except queue.Empty:
+            break
+        _free(free, handle)
     deadline = time.monotonic() + 5.0
     while dispatch.job_handlers and time.monotonic() < deadline:
         time.sleep(0.005)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -85,6 +86,7 @@ class Dispatch:
     """
 
     def __init__(self) -> None:
+        self._tls = threading.local()
         self.log_handler: Optional[Callable[[int, bytes, bytes], None]] = None
         self.output_handlers: Dict[int, Callable[[bytes, int, bytes], None]] = {}
         self.job_handlers: Dict[int, Callable[[int, int], None]] = {}
@@ -94,20 +96,32 @@ class Dispatch:
         """A fresh token (never 0, so it is never a NULL ``user_data``)."""
         return next(self._tokens)
 
+    def in_callback(self) -> bool:
+        """True on a thread that is running a native callback right now."""
+        return getattr(self._tls, "depth", 0) > 0
+
+    def _call(self, handler: Callable[..., None], *args: Any) -> None:
+        tls = self._tls
+        tls.depth = getattr(tls, "depth", 0) + 1
+        try:
+            handler(*args)
+        finally:
+            tls.depth -= 1
+
     def on_log(self, level: int, target: bytes, message: bytes) -> None:
         handler = self.log_handler
         if handler is not None:
-            handler(level, target, message)
+            self._call(handler, level, target, message)
 
     def on_output(self, token: int, vm_id: bytes, stream: int, data: bytes) -> None:
         handler = self.output_handlers.get(token)
         if handler is not None:
-            handler(vm_id, stream, data)
+            self._call(handler, vm_id, stream, data)
 
     def on_job(self, token: int, job: int, status: int) -> None:
         handler = self.job_handlers.pop(token, None)
         if handler is not None:
-            handler(job, status)
+            self._call(handler, job, status)
 
 
 def _load(dispatch: Dispatch) -> Any:

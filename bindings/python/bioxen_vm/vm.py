@@ -112,10 +112,20 @@ class LuaProcess:
         return not self._handle
 
     def close(self) -> None:
-        """Frees the native VM (and the interactive session, if started). Idempotent."""
+        """Frees the native VM (and the interactive session, if started). Idempotent.
+
+        Code running on the VM in another thread is interrupted first (that call raises
+        :class:`~bioxen_vm.exceptions.VMInterruptedError`); the library frees the VM once
+        the call has returned.
+        """
         self.cleanup()
-        if self._handle:
+        handle = self._handle
+        if handle:
             self._handle = 0
+            try:
+                backend.interrupt(handle)
+            except LuaVMError:
+                pass
             self._free()
 
     def __enter__(self) -> "LuaProcess":
