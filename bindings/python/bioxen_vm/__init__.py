@@ -74,9 +74,10 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
               ) -> Union[LuaProcess, NetworkedLuaVM]:
     """A standalone VM named ``vm_id`` (the original's factory).
 
-    ``vm_type="basic"`` gives a :class:`LuaProcess`, or a :class:`NetworkedLuaVM` with
-    ``networked=True`` (a basic VM whose networking modes need functions this build lacks).
-    Kinds the library names but does not build here (``xcpng``, ``ssh``, ``process``) raise
+    ``vm_type="basic"`` gives a :class:`LuaProcess`, or with ``networked=True`` a
+    :class:`NetworkedLuaVM` (a ``process`` VM: a child ``lua`` that can load LuaSocket);
+    ``vm_type="process"`` a :class:`LuaProcess` running a child ``lua_executable``.
+    Kinds the library names but does not build here (``xcpng``, ``ssh``) raise
     :class:`UnsupportedError`; unknown kinds ``ValueError`` ("Unknown VM type: …").
     ``persistent`` is accepted and ignored (only managers keep a registry), as in the
     original; ``config`` is for the XCP-ng kind. Extra keywords are VM options
@@ -84,8 +85,9 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
     """
     if not isinstance(vm_type, str):
         raise TypeError(f"vm_type must be str, not {type(vm_type).__name__}")
-    cls = NetworkedLuaVM if networked and vm_type == "basic" else LuaProcess
-    return cls(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
+    if networked and vm_type in ("basic", "process"):
+        return NetworkedLuaVM(vm_id, lua_executable, debug_mode, **options)
+    return LuaProcess(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
 
 
 def create_manager(max_workers: int = 10, lua_executable: str = "lua",

@@ -1,8 +1,9 @@
 """``python -m bioxen_vm``: an interactive Lua REPL on a bioxen_vm session.
 
 Lines are evaluated as the standalone ``lua`` evaluates them (``1 + 1`` prints ``2``, ``=x``
-works); an incomplete chunk shows the ``>>`` prompt until it is complete. Output streams as
-it is produced: what Lua prints goes to stdout, errors and ``io.stderr`` to stderr.
+works); an incomplete chunk shows the ``>>`` prompt until it is complete. What Lua prints
+goes to stdout, errors and ``io.stderr`` to stderr (the library hands a line's output over
+when that line's evaluation ends).
 Ctrl-C interrupts the running evaluation (the session and its globals stay) or, at a
 prompt, discards the incomplete chunk; Ctrl-D (end of input) exits.
 
