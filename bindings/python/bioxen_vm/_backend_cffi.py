@@ -41,6 +41,12 @@ def _check_flat_layout(ffi: Any) -> None:
                           "layout this binding reads; update bioxen_vm/_backend_cffi.py")
 
 
+class _ResultSlot(threading.local):
+    """Per thread: a reusable result struct (None while in use or not made yet)."""
+
+    pair: Any = None
+
+
 class CffiBackend:
     """Calls the library through cffi (``ffi.dlopen``; the GIL is released during calls)."""
 
@@ -154,11 +160,11 @@ class CffiBackend:
             # struct per thread, reused: taken while in use, so that a nested call on the
             # same thread (from a callback) allocates its own.
             ffi = self.ffi
-            tls = threading.local()
+            tls = _ResultSlot()
             position = next(iter(nullable)) if len(nullable) == 1 else -1
 
             def call(*args: Any) -> Any:  # type: ignore[misc]
-                pair = getattr(tls, "pair", None)
+                pair = tls.pair
                 if pair is None:
                     flat = new("bioxen_vm_result_flat *")
                     pair = (flat, ffi.cast("bioxen_vm_result *", flat))

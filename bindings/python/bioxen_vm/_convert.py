@@ -33,6 +33,26 @@ def text_arg(value: Any, what: str) -> bytes:
     return data
 
 
+class IdCache:
+    """``text_arg`` for ids, remembering the encoding of recent ``str`` ids (bounded)."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: Dict[str, bytes] = {}
+
+    def __call__(self, value: Any, what: str = "vm_id") -> bytes:
+        if type(value) is str:
+            data = self._cache.get(value)
+            if data is None:
+                data = text_arg(value, what)
+                if len(self._cache) >= 4096:
+                    self._cache.clear()
+                self._cache[value] = data
+            return data
+        return text_arg(value, what)
+
+
 def code_arg(value: Any, what: str = "lua_code") -> bytes:
     """Lua code (str or bytes; it may contain NUL: it is passed with its length)."""
     if isinstance(value, str):
@@ -59,10 +79,16 @@ def args_arg(args: Optional[Sequence[Any]]) -> bytes:
         raise ValueError(f"args cannot be passed to Lua as JSON: {exc}") from None
 
 
+_ceil = math.ceil
+
+
 def timeout_ms(timeout: Any, what: str = "timeout", none_ms: int = 0) -> int:
     """Seconds (``None``: no limit) as the C API's milliseconds (rounded up, never 0)."""
     if timeout is None:
         return none_ms
+    kind = type(timeout)
+    if (kind is float or kind is int) and 0 < timeout < 1e9:  # the common case, quickly
+        return _ceil(timeout * 1000)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise TypeError(f"{what} must be a number of seconds or None, "
                         f"not {type(timeout).__name__}")

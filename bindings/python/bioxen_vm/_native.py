@@ -77,6 +77,12 @@ def find_header() -> str:
     raise ImportError(f"bioxen_vm: {HEADER_FILE} not found (not bundled in {_HERE})")
 
 
+class _Depth(threading.local):
+    """Per thread: how many native callbacks are running on it (a class default of 0)."""
+
+    depth = 0
+
+
 class Dispatch:
     """Where native callbacks land: token -> handler tables the shared layer fills.
 
@@ -86,7 +92,7 @@ class Dispatch:
     """
 
     def __init__(self) -> None:
-        self._tls = threading.local()
+        self._tls = _Depth()
         self.log_handler: Optional[Callable[[int, bytes, bytes], None]] = None
         self.output_handlers: Dict[int, Callable[[bytes, int, bytes], None]] = {}
         self.job_handlers: Dict[int, Callable[[int, int], None]] = {}
@@ -98,11 +104,11 @@ class Dispatch:
 
     def in_callback(self) -> bool:
         """True on a thread that is running a native callback right now."""
-        return getattr(self._tls, "depth", 0) > 0
+        return self._tls.depth > 0
 
     def _call(self, handler: Callable[..., None], *args: Any) -> None:
         tls = self._tls
-        tls.depth = getattr(tls, "depth", 0) + 1
+        tls.depth += 1
         try:
             handler(*args)
         finally:

@@ -6,12 +6,13 @@ import codecs
 import concurrent.futures
 import json
 import logging
+import math
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _convert
-from ._convert import (FOREVER_MS, args_arg, code_arg, json_value, options_arg, result_dict,
-                       text_arg, timeout_ms)
+from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
+                       result_dict, text_arg, timeout_ms)
 from ._handles import own
 from ._log import sync_level
 from ._native import backend, dispatch
@@ -22,14 +23,23 @@ from .session import InteractiveSession, OutputCallback, SessionManager
 from .vm import ManagedLuaVM, ManagedNetworkedLuaVM, _int, _str
 
 _log = logging.getLogger("bioxen_vm.python")
-_tls = threading.local()
+_ceil = math.ceil
+
+
+class _CallbackState(threading.local):
+    """Per thread: the (manager, vm id) whose output callback runs on it, if any."""
+
+    current: Optional[tuple] = None  # a class default: no failed lookup per call
+
+
+_tls = _CallbackState()
 
 #: handler(vm_id, stream, data) receiving a session's raw output
 RawOutputHandler = Callable[[bytes, int, bytes], None]
 
 
 def _in_own_callback(manager: int, vm_id: bytes) -> bool:
-    return getattr(_tls, "current", None) == (manager, vm_id)
+    return _tls.current == (manager, vm_id)
 
 
 def _text_handler(manager: int, callback: OutputCallback) -> RawOutputHandler:
@@ -97,6 +107,8 @@ class VMManager:
         self.debug_mode = bool(debug_mode)
         self._lock = threading.Lock()
         self._tokens: Dict[bytes, int] = {}  # vm id -> output callback token
+        self._id = IdCache()
+        self._ids = self._id._cache  # str id -> bytes, read directly on hot paths
         sync_level()
         options = options_arg({"max_workers": max_workers, "lua_executable": lua_executable,
                                "debug_mode": self.debug_mode, **vm_defaults})
@@ -225,7 +237,7 @@ class VMManager:
                         timeout: Optional[float] = None,
                         args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
         """Runs code on the VM and returns the result dict (as ``LuaProcess``)."""
-        idb = text_arg(vm_id, "vm_id")
+        idb = self._id(vm_id)
         code = code_arg(lua_code)
         try:
             r = backend.manager_execute(self._h(), idb, code, len(code), args_arg(args),
@@ -277,8 +289,10 @@ class VMManager:
                                   self.debug_mode, manager=self)
 
     def _check_reentry(self, idb: bytes) -> int:
-        handle = self._h()
-        if _in_own_callback(handle, idb):
+        handle = self._handle
+        if not handle:
+            raise InvalidHandleError("VMManager has been closed")
+        if _tls.current is not None and _in_own_callback(handle, idb):
             raise InteractiveSessionError(
                 f"cannot use the session of VM '{idb.decode('utf-8', 'replace')}' from its "
                 "own output callback")
@@ -370,11 +384,19 @@ class VMManager:
         Returns at once; the output comes through :meth:`read_output` or the callback.
         No session: ``SessionNotFoundError("No interactive session for VM 'x'")``.
         """
-        idb = text_arg(vm_id, "vm_id")
-        data = code_arg(input_str, "input_str")
+        idb = self._ids.get(vm_id) if type(vm_id) is str else None  # hot path: inlined
+        if idb is None:
+            idb = self._id(vm_id)
+        if type(input_str) is str:
+            data = input_str.encode("utf-8", "surrogateescape")
+        else:
+            data = code_arg(input_str, "input_str")
         if not data.endswith(b"\n"):
             data += b"\n"
-        backend.manager_send_input(self._check_reentry(idb), idb, data, len(data))
+        handle = self._handle
+        if not handle or _tls.current is not None:
+            handle = self._check_reentry(idb)
+        backend.manager_send_input(handle, idb, data, len(data))
 
     def read_output(self, vm_id: str, timeout: Optional[float] = 0.1) -> Optional[str]:
         """The session's buffered output (stdout and stderr in order), or None if none.
@@ -382,10 +404,18 @@ class VMManager:
         With a ``timeout`` (seconds) it first waits, up to that long, until all input sent
         so far is evaluated; 0 does not wait; None waits without limit.
         """
-        idb = text_arg(vm_id, "vm_id")
-        data = backend.manager_read_output(self._check_reentry(idb), idb,
-                                           timeout_ms(timeout, none_ms=FOREVER_MS), 0)
-        return None if data is None else _convert.decode(data)
+        idb = self._ids.get(vm_id) if type(vm_id) is str else None  # hot path: inlined
+        if idb is None:
+            idb = self._id(vm_id)
+        handle = self._handle
+        if not handle or _tls.current is not None:
+            handle = self._check_reentry(idb)
+        if type(timeout) is float and 0.0 < timeout < 1e9:
+            ms = _ceil(timeout * 1000)
+        else:
+            ms = timeout_ms(timeout, none_ms=FOREVER_MS)
+        data = backend.manager_read_output(handle, idb, ms, 0)
+        return None if data is None else data.decode("utf-8", "replace")
 
     def _read_output_raw(self, vm_id: str, timeout: Optional[float], flags: int
                          ) -> Optional[bytes]:
@@ -396,7 +426,7 @@ class VMManager:
     def execute_interactive_command(self, vm_id: str, command: Union[str, bytes],
                                     timeout: Optional[float] = 5.0) -> str:
         """Sends ``command``, waits up to ``timeout`` to be idle, returns what it printed."""
-        idb = text_arg(vm_id, "vm_id")
+        idb = self._id(vm_id)
         data = code_arg(command, "command")
         out = backend.manager_execute_interactive_command(
             self._check_reentry(idb), idb, data, len(data),
