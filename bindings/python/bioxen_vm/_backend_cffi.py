@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Dict, Optional
 
 import cffi
@@ -39,12 +38,6 @@ def _check_flat_layout(ffi: Any) -> None:
     if not same:
         raise ImportError("bioxen_vm: bioxen_vm_result in the header does not have the "
                           "layout this binding reads; update bioxen_vm/_backend_cffi.py")
-
-
-class _ResultSlot(threading.local):
-    """Per thread: a reusable result struct (None while in use or not made yet)."""
-
-    pair: Any = None
 
 
 class CffiBackend:
@@ -156,27 +149,26 @@ class CffiBackend:
                     bytes_free(out)
         elif kind == "result":
             # The result is read through a flat view of bioxen_vm_result (same layout, its
-            # bioxen_vm_bytes members spelled out), which saves a cdata per member. One
-            # struct per thread, reused: taken while in use, so that a nested call on the
-            # same thread (from a callback) allocates its own.
+            # bioxen_vm_bytes members spelled out), which saves a cdata per member. Result
+            # structs are reused through a pool shared by all threads (list pop/append are
+            # atomic): each call takes one for itself, so a nested call on the same thread
+            # (from a callback) never shares it.
             ffi = self.ffi
-            tls = _ResultSlot()
+            pool: list = []
             position = next(iter(nullable)) if len(nullable) == 1 else -1
 
             def call(*args: Any) -> Any:  # type: ignore[misc]
-                pair = tls.pair
-                if pair is None:
+                try:
+                    flat, r = pool.pop()
+                except IndexError:
                     flat = new("bioxen_vm_result_flat *")
-                    pair = (flat, ffi.cast("bioxen_vm_result *", flat))
-                else:
-                    tls.pair = None
-                flat, r = pair
+                    r = ffi.cast("bioxen_vm_result *", flat)
                 if position >= 0 and args[position] is None or position < 0 and None in args:
                     args = tuple(null if a is None and i in nullable else a
                                  for i, a in enumerate(args))
                 status = c_fn(*args, r)
                 if status:
-                    tls.pair = pair
+                    pool.append((flat, r))
                     fail(status)
                 try:
                     n = flat.stdout_len
@@ -190,7 +182,7 @@ class CffiBackend:
                             flat.output_dropped)
                 finally:
                     result_free(r)  # frees the buffers and empties the struct for reuse
-                    tls.pair = pair
+                    pool.append((flat, r))
         elif kind in ("u64", "bool", "size"):
             out_type = {"u64": "uint64_t *", "bool": "bool *", "size": "size_t *"}[kind]
 

@@ -157,11 +157,19 @@ class CtypesBackend:
                 finally:
                     bytes_free(ref)
         elif kind == "result":
+            # Result structs (and their byref) are reused through a pool shared by all
+            # threads (list pop/append are atomic); each call takes one for itself.
+            pool: list = []
+
             def call(*args: Any) -> Any:  # type: ignore[misc]
-                r = Result()
-                ref = byref(r)
+                try:
+                    r, ref = pool.pop()
+                except IndexError:
+                    r = Result()
+                    ref = byref(r)
                 status = fn(*args, ref)
                 if status:
+                    pool.append((r, ref))
                     fail(status)
                 try:
                     n = r.stdout_len
@@ -178,7 +186,8 @@ class CtypesBackend:
                     return (r.success, r.return_code, out, err, values, msg, r.duration_ns,
                             r.output_dropped)
                 finally:
-                    result_free(ref)
+                    result_free(ref)  # frees the buffers and empties the struct for reuse
+                    pool.append((r, ref))
         elif kind in ("u64", "bool", "size", "cstr"):
             out_type = {"u64": c_uint64, "bool": c_bool, "size": c_size_t, "cstr": c_char_p}[kind]
             is_cstr = kind == "cstr"

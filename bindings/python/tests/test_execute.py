@@ -247,3 +247,24 @@ def test_process_vm_kind():
         assert r["success"] is False and r["return_code"] == 3
     with pytest.raises(E.LuaNotFoundError, match="not found"):
         bioxen_vm.create_vm("p2", vm_type="process", lua_executable="no-such-lua-here")
+
+
+def test_manager_vm_accessors_and_interrupt(manager):
+    manager.create_vm("one")
+    manager.create_vm("two", persistent=True)
+    vms = manager.vms
+    assert sorted(vms) == ["one", "two"] and all(
+        isinstance(v, bioxen_vm.ManagedLuaVM) for v in vms.values())
+    assert list(manager.list_persistent_vms()) == ["two"]
+    info = manager.get_vm_info("two")
+    assert info["vm_id"] == "two" and info["persistent"] is True
+    assert manager.interrupt_vm("one") is False
+    f = manager.execute_vm_async("one", "while true do end")
+    deadline = time.monotonic() + 10
+    while not manager.interrupt_vm("one") and time.monotonic() < deadline:
+        time.sleep(0.005)
+    with pytest.raises(E.VMInterruptedError):
+        f.result(10)
+    vm = manager.get_vm("two")
+    assert repr(vm) == "ManagedLuaVM(vm_id='two')" and vm.manager is manager
+    assert vm.interrupt() is False

@@ -68,7 +68,8 @@ def test_server_and_client_round_trip(manager):
     assert isinstance(client, bioxen_vm.NetworkedLuaVM)
     server_future = manager.start_server_vm("server", port, timeout=30, accept_timeout=20)
     for _ in range(50):  # the server binds asynchronously: retry the client briefly
-        r = client.start_client("127.0.0.1", port, message="hello 'there'", timeout=30)
+        r = manager.start_client_vm("client", "127.0.0.1", port, message="hello 'there'",
+                                    timeout=30).result(30)
         if r["success"]:
             break
     assert r["success"], r
@@ -117,3 +118,14 @@ def test_network_modes_need_a_networked_vm(manager):
     with bioxen_vm.LuaProcess() as basic:
         with pytest.raises(AttributeError):
             basic.start_server  # noqa: B018  (only NetworkedLuaVM has the modes)
+
+
+def test_p2p_through_the_manager_and_a_proxy(manager):
+    port = _free_port()
+    vm = manager.create_vm("peer", networked=True)
+    assert manager.get_vm("peer").__class__ is bioxen_vm.vm.ManagedNetworkedLuaVM
+    f = manager.start_p2p_vm("peer", port, run_duration=0.3, send_interval=0.1, timeout=30)
+    assert f.result(30)["success"]
+    assert manager.get_vm_status("peer") == "done"
+    r = vm.start_server(_free_port(), timeout=30, accept_timeout=0.1)
+    assert r["success"] is False
