@@ -6,7 +6,8 @@
 * The header (for cffi's ``cdef`` and the ABI check): the bundled copy, else the
   repository's ``include/bioxen_vm.h``.
 * The backend: ``$BIOXEN_VM_BACKEND`` (``ctypes`` or ``cffi``); by default cffi when it can
-  be imported (it is the faster of the two on the hot path: see README), else ctypes.
+  be imported (slightly the faster of the two on the hot path; see README.md), else
+  ctypes.
 """
 
 from __future__ import annotations
