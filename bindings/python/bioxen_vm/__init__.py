@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Union
 
-from . import _log as _log_setup  # installs the native log callback
+from . import _log as _log_setup  # noqa: F401  (installs the native log callback)
 from . import exceptions, logger
-from ._handles import live_count as _live_count
 from ._native import backend as _backend
 from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
                          InteractiveSessionError, InvalidHandleError, IOThreadError,

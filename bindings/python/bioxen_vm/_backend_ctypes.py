@@ -49,7 +49,7 @@ def _field_bytes(r: Result, name: str, length: int) -> bytes:
     data = getattr(r, name + "_data")
     if len(data) == length:
         return data
-    address = c_void_p.from_buffer(r, getattr(Result, name + "_data").offset).value
+    address = c_void_p.from_buffer(r, getattr(Result, name + "_data").offset).value or 0
     return string_at(address, length)
 
 
@@ -189,7 +189,8 @@ class CtypesBackend:
                     result_free(ref)  # frees the buffers and empties the struct for reuse
                     pool.append((r, ref))
         elif kind in ("u64", "bool", "size", "cstr"):
-            out_type = {"u64": c_uint64, "bool": c_bool, "size": c_size_t, "cstr": c_char_p}[kind]
+            out_type: Any = {"u64": c_uint64, "bool": c_bool, "size": c_size_t,
+                             "cstr": c_char_p}[kind]
             is_cstr = kind == "cstr"
 
             def call(*args: Any) -> Any:  # type: ignore[misc]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import codecs
 import concurrent.futures
-import json
 import logging
 import math
 import threading
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union,
+                    cast)
 
 from . import _convert
 from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
@@ -560,7 +560,7 @@ class VMManager:
             raise TypeError("futures must be a mapping {vm_id: future}")
         ms = timeout_ms(timeout)
         if all(isinstance(f, JobFuture) for f in futures.values()):
-            native = {str(k): v for k, v in futures.items()}
+            native = {str(k): cast(JobFuture, v) for k, v in futures.items()}
             raw = wait_jobs_native(native, ms)
             return {vm_id: _convert.cluster_result(entry) for vm_id, entry in raw.items()}
         concurrent.futures.wait(list(futures.values()), timeout=timeout)
