@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine (with the Rust toolchain) and runs
-# every test: style gates, Rust (unit, integration, header drift), C (plain and under
-# valgrind, C99 and C++), and the installed-copy pkg-config build.
+# Installs what the tests need on a fresh Debian machine (with the Rust toolchain and
+# Python 3) and runs every test: style gates, Rust (unit, integration, header drift; the
+# shared behaviour suites once per VM kind), C (plain and under valgrind, C99 and C++),
+# the installed-copy pkg-config build, the agent's protocol tests on lua5.1 and lua5.4,
+# and the Python package on both of its backends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------------------
-packages=(gcc g++ make binutils pkg-config valgrind)
+packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 lua-socket python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,10 +29,26 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --quiet 2>&1 | tee target/rust-tests.log
 grep -q "test result: FAILED" target/rust-tests.log && exit 1
+# The behaviour suites again on process VMs: a child lua5.4, then lua5.1, behind the agent.
+for lua in lua5.4 lua5.1; do
+    echo "==> cargo test (sessions, clusters) on process VMs running $lua"
+    BIOXEN_TEST_VM_TYPE=process BIOXEN_TEST_LUA=$lua \
+        cargo test --quiet --test sessions --test clusters 2>&1 | tee target/rust-tests-$lua.log
+    grep -q "test result: FAILED" target/rust-tests-$lua.log && exit 1
+done
 
 # --- C -----------------------------------------------------------------------------------
 echo "==> C tests and examples (plain and under valgrind)"
 make --no-print-directory test-c
 echo "==> install and build against the installed copy with pkg-config"
 make --no-print-directory test-install
+
+# --- Python ------------------------------------------------------------------------------
+echo "==> Python venv (target/pyvenv: pytest, cffi)"
+python3 -m venv target/pyvenv
+target/pyvenv/bin/pip install --quiet --disable-pip-version-check pytest cffi
+echo "==> agent protocol tests (every lua5.x installed)"
+PYTHONDONTWRITEBYTECODE=1 target/pyvenv/bin/python -m pytest -q -p no:cacheprovider tests/agent
+echo "==> Python package (ctypes and cffi backends)"
+bash bindings/python/run_tests.sh
 echo "==> all tests passed"
