@@ -124,6 +124,16 @@ fn not_found(exe: &str) -> Error {
     }
 }
 
+/// Whether `exe` names an existing file: a path as given, else a file in a `PATH` directory.
+fn on_path(exe: &str) -> bool {
+    if exe.contains('/') {
+        return std::path::Path::new(exe).is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| !exe.is_empty() && dir.join(exe).is_file())
+    })
+}
+
 fn not_lua(exe: &str, detail: &str) -> Error {
     Error::Original {
         status: St::LuaNotFound,
@@ -225,6 +235,11 @@ impl ProcessVm {
     /// Starts the interpreter and waits (bounded) for the agent's ready frame.
     fn start(&mut self) -> Result<()> {
         let exe = &self.lua_executable.clone();
+        // Looked up first: some spawn paths (e.g. under valgrind) report a missing program
+        // only as a child exiting with 127.
+        if !on_path(exe) {
+            return Err(not_found(exe));
+        }
         let stderr = self
             .raw_stderr
             .try_clone()
