@@ -15,9 +15,11 @@ when stdin is a terminal, or with ``--prompt``.
 from __future__ import annotations
 
 import argparse
+import os
+import select
 import sys
 import threading
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from . import __version__
 from .exceptions import LuaVMError
@@ -59,6 +61,43 @@ def _wait_idle(manager: VMManager) -> None:
             manager.interrupt_session(SESSION)
     if failure:
         raise failure[0]
+
+
+class _PipeLines:
+    """Lines of a non-terminal stdin, read so that Ctrl-C is never lost.
+
+    ``input()`` blocks in ``read()``; a SIGINT that lands between writing the prompt and
+    entering ``read()`` is only acted on once more input arrives. Waiting in ``select()``
+    with a short timeout lets Python run the signal handler at once (or within 0.1 s).
+    Lines already read stay buffered across a Ctrl-C; nothing typed ahead is lost.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+        self.eof = False
+
+    def readline(self, prompt: Optional[str]) -> bytes:
+        if prompt is not None:
+            sys.stdout.write(prompt)
+            sys.stdout.flush()
+        while True:
+            newline = self.buffer.find(b"\n")
+            if newline >= 0:
+                line, self.buffer = self.buffer[:newline], self.buffer[newline + 1:]
+                return line
+            if self.eof:
+                if self.buffer:
+                    line, self.buffer = self.buffer, b""
+                    return line
+                raise EOFError
+            ready, _, _ = select.select([self.fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if chunk:
+                    self.buffer += chunk
+                else:
+                    self.eof = True
 
 
 def _incomplete(manager: VMManager) -> bool:
@@ -106,12 +145,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"Lua 5.4 on bioxen_vm {__version__}: Ctrl-C interrupts, Ctrl-D exits",
                   flush=True)
         continuation = False
+        pipe = None if interactive else _PipeLines(sys.stdin.fileno())
         while True:
+            prompt = (">> " if continuation else "> ") if show_prompts else None
+            line: Union[str, bytes]
             try:
-                if show_prompts:
-                    line = input(">> " if continuation else "> ")
+                if pipe is not None:
+                    line = pipe.readline(prompt)
                 else:
-                    line = input()
+                    line = input(prompt or "")
             except EOFError:
                 if show_prompts:
                     print(flush=True)
