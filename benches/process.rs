@@ -44,7 +44,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 // This bench draws its tables itself (other column names) and rotates over more than
 // three sides, so some of the shared harness stays unused here.
@@ -1147,53 +1147,6 @@ fn section_create(cx: &Ctx) -> (Vec<Row>, String) {
     (rows, note)
 }
 
-// ---------------------------------------------------------------------------------------
-// Table (the harness's layout, with this bench's column names)
-
-fn text_table_local(rows: &[Row]) -> String {
-    let all: Vec<[String; 7]> = rows.iter().map(cells).collect();
-    let mut w: Vec<usize> = TABLE_HEADERS.iter().map(|h| h.chars().count()).collect();
-    for c in &all {
-        for (i, s) in c.iter().enumerate() {
-            w[i] = w[i].max(s.chars().count());
-        }
-    }
-    let line = |c: &[String]| {
-        let mut s = String::new();
-        for (i, x) in c.iter().enumerate() {
-            let pad = w[i] - x.chars().count();
-            let _ = write!(
-                s,
-                "{}{x}{}",
-                if i == 0 { "" } else { " | " },
-                " ".repeat(pad)
-            );
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut out = line(&TABLE_HEADERS.map(String::from));
-    out += &(w
-        .iter()
-        .map(|n| "-".repeat(*n))
-        .collect::<Vec<_>>()
-        .join("-|-")
-        + "\n");
-    for c in &all {
-        out += &line(c);
-    }
-    out
-}
-
-fn markdown_table_local(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", TABLE_HEADERS.join(" | "));
-    out += "|---|---:|---:|---:|---|---|---:|\n";
-    for r in rows {
-        let c = cells(r).map(|s| s.replace('|', "\\|"));
-        out += &format!("| {} |\n", c.join(" | "));
-    }
-    out
-}
-
 /// The first line `lua -v` prints, or why there is none.
 fn lua_version(lua: &str) -> String {
     match Command::new(lua).arg("-v").output() {
@@ -1252,13 +1205,7 @@ fn main() {
         }
         i += 1;
     }
-    if let Some(o) = &only {
-        if !SECTIONS.iter().any(|(n, _)| n == o) {
-            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-            eprintln!("unknown section {o:?}; sections: {}", names.join(", "));
-            std::process::exit(2);
-        }
-    }
+    check_only(only.as_deref(), &SECTIONS);
     for lua in [LUA54, LUA51] {
         if Command::new(lua)
             .arg("-v")
@@ -1277,38 +1224,7 @@ fn main() {
     let wall = Instant::now();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_start = loadavg();
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    let mut max_other: f64 = 0.0;
-    let mut gave_up = 0;
-    for (name, f) in SECTIONS {
-        if only.as_deref().is_some_and(|o| o != name) {
-            continue;
-        }
-        eprintln!("[{name}] waiting for a quiet machine (load {})", loadavg());
-        let gate = if no_wait {
-            Gate {
-                checked: false,
-                waited: Duration::ZERO,
-                quiet: false,
-            }
-        } else {
-            wait_quiet()
-        };
-        eprintln!("[{name}] running");
-        let a = cpu_snap();
-        let (section_rows, note) = f(&cx);
-        let share = other_share(a, cpu_snap());
-        max_other = max_other.max(share);
-        if gate.checked && !gate.quiet {
-            gave_up += 1;
-        }
-        for mut row in section_rows {
-            row.other = other_text(share, &gate);
-            rows.push(row);
-        }
-        notes.push(note);
-    }
+    let run = run_sections(&cx, &SECTIONS, only.as_deref(), no_wait);
 
     let mut head = String::new();
     let _ = writeln!(
@@ -1324,34 +1240,15 @@ fn main() {
         "load average at start: {load_start}, at end: {}; highest other-process CPU share in a section: {:.1}% of the machine; \
          sections started on a busy machine: {}; run took {:.0} s",
         loadavg(),
-        max_other * 100.0,
-        if no_wait {
-            "not checked (--no-wait)".to_string()
-        } else {
-            gave_up.to_string()
-        },
+        run.max_other * 100.0,
+        run.busy_text(no_wait),
         wall.elapsed().as_secs_f64()
     );
-    let mut foot = String::from(
+    let foot = String::from(
         "Per-operation figures are the median with the p99 in brackets. Targets are judged on the median. \
          \"anchor / bioxen_vm\" is the anchor's median over the library's (above 1: the library is faster). \
          \"other CPU\" is the share of all cores other processes used while the section ran \
          (the bench's own child processes are not counted as other).\n",
     );
-    for n in &notes {
-        let _ = writeln!(foot, "- {n}");
-    }
-    println!("{head}\n{}\n{foot}", text_table_local(&rows));
-    if let Some(path) = markdown {
-        let md = format!(
-            "{}\n{}\n{}",
-            head.lines().map(|l| format!("{l}  \n")).collect::<String>(),
-            markdown_table_local(&rows),
-            foot
-        );
-        if let Err(e) = std::fs::write(&path, md) {
-            eprintln!("could not write {path}: {e}");
-            std::process::exit(1);
-        }
-    }
+    report(&head, foot, &run, &TABLE_HEADERS, markdown.as_deref());
 }

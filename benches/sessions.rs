@@ -679,50 +679,13 @@ fn main() {
         }
         i += 1;
     }
-    if let Some(o) = &only {
-        if !SECTIONS.iter().any(|(n, _)| n == o) {
-            let names: Vec<&str> = SECTIONS.iter().map(|(n, _)| *n).collect();
-            eprintln!("unknown section {o:?}; sections: {}", names.join(", "));
-            std::process::exit(2);
-        }
-    }
+    check_only(only.as_deref(), &SECTIONS);
 
     let cx = Ctx { quick };
     let started = utc_now();
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_start = loadavg();
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    let mut max_other: f64 = 0.0;
-    let mut gave_up = 0;
-    for (name, f) in SECTIONS {
-        if only.as_deref().is_some_and(|o| o != name) {
-            continue;
-        }
-        eprintln!("[{name}] waiting for a quiet machine (load {})", loadavg());
-        let gate = if no_wait {
-            Gate {
-                checked: false,
-                waited: Duration::ZERO,
-                quiet: false,
-            }
-        } else {
-            wait_quiet()
-        };
-        eprintln!("[{name}] running");
-        let a = cpu_snap();
-        let (section_rows, note) = f(&cx);
-        let share = other_share(a, cpu_snap());
-        max_other = max_other.max(share);
-        if gate.checked && !gate.quiet {
-            gave_up += 1;
-        }
-        for mut row in section_rows {
-            row.other = other_text(share, &gate);
-            rows.push(row);
-        }
-        notes.push(note);
-    }
+    let run = run_sections(&cx, &SECTIONS, only.as_deref(), no_wait);
 
     let mut head = String::new();
     let _ = writeln!(
@@ -734,32 +697,13 @@ fn main() {
     let _ = writeln!(
         head,
         "load average at start: {load_start}; highest other-process CPU share in a section: {:.1}% of the machine; sections started on a busy machine: {}",
-        max_other * 100.0,
-        if no_wait {
-            "not checked (--no-wait)".to_string()
-        } else {
-            gave_up.to_string()
-        }
+        run.max_other * 100.0,
+        run.busy_text(no_wait)
     );
-    let mut foot = String::from(
+    let foot = String::from(
         "Per-operation figures are the median with the p99 in brackets. Targets are judged on the median. \
          \"other CPU\" is the share of all cores other processes used while the section ran \
          (the bench's own child processes are not counted as other).\n",
     );
-    for n in &notes {
-        let _ = writeln!(foot, "- {n}");
-    }
-    println!("{head}\n{}\n{foot}", text_table(&rows));
-    if let Some(path) = markdown {
-        let md = format!(
-            "{}\n{}\n{}",
-            head.lines().map(|l| format!("{l}  \n")).collect::<String>(),
-            markdown_table(&rows),
-            foot
-        );
-        if let Err(e) = std::fs::write(&path, md) {
-            eprintln!("could not write {path}: {e}");
-            std::process::exit(1);
-        }
-    }
+    report(&head, foot, &run, &HEADERS, markdown.as_deref());
 }

@@ -273,9 +273,10 @@ pub fn cells(r: &Row) -> [String; 7] {
     ]
 }
 
-pub fn text_table(rows: &[Row]) -> String {
+/// The plain-text table with the given column names.
+pub fn text_table_with(headers: &[&str; 7], rows: &[Row]) -> String {
     let all: Vec<[String; 7]> = rows.iter().map(cells).collect();
-    let mut w: Vec<usize> = HEADERS.iter().map(|h| h.chars().count()).collect();
+    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for c in &all {
         for (i, s) in c.iter().enumerate() {
             w[i] = w[i].max(s.chars().count());
@@ -294,7 +295,7 @@ pub fn text_table(rows: &[Row]) -> String {
         }
         s.trim_end().to_string() + "\n"
     };
-    let mut out = line(&HEADERS.map(String::from));
+    let mut out = line(&headers.map(String::from));
     out += &(w
         .iter()
         .map(|n| "-".repeat(*n))
@@ -307,8 +308,9 @@ pub fn text_table(rows: &[Row]) -> String {
     out
 }
 
-pub fn markdown_table(rows: &[Row]) -> String {
-    let mut out = format!("| {} |\n", HEADERS.join(" | "));
+/// The Markdown table with the given column names.
+pub fn markdown_table_with(headers: &[&str; 7], rows: &[Row]) -> String {
+    let mut out = format!("| {} |\n", headers.join(" | "));
     out += "|---|---:|---:|---:|---|---|---:|\n";
     for r in rows {
         let c = cells(r).map(|s| s.replace('|', "\\|"));
@@ -366,4 +368,108 @@ pub fn cpu_model() -> String {
                 .map(|(_, v)| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// Exits with a usage message when `--only` names no section.
+pub fn check_only(only: Option<&str>, sections: &[(&str, Section)]) {
+    if let Some(o) = only {
+        if !sections.iter().any(|(n, _)| *n == o) {
+            let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
+            eprintln!("unknown section {o:?}; sections: {}", names.join(", "));
+            std::process::exit(2);
+        }
+    }
+}
+
+/// What running the sections gave.
+pub struct SectionsRun {
+    pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+    /// Highest share of the machine other processes used during a section.
+    pub max_other: f64,
+    /// Sections that started although the machine never became quiet.
+    pub gave_up: usize,
+}
+
+impl SectionsRun {
+    /// "sections started on a busy machine" as the table heads say it.
+    pub fn busy_text(&self, no_wait: bool) -> String {
+        if no_wait {
+            "not checked (--no-wait)".to_string()
+        } else {
+            self.gave_up.to_string()
+        }
+    }
+}
+
+/// Runs the sections (all, or the one `only` names), each after waiting for a quiet
+/// machine unless `no_wait`, and records how busy the machine was while each ran.
+pub fn run_sections(
+    cx: &Ctx,
+    sections: &[(&str, Section)],
+    only: Option<&str>,
+    no_wait: bool,
+) -> SectionsRun {
+    let mut run = SectionsRun {
+        rows: Vec::new(),
+        notes: Vec::new(),
+        max_other: 0.0,
+        gave_up: 0,
+    };
+    for (name, f) in sections {
+        if only.is_some_and(|o| o != *name) {
+            continue;
+        }
+        eprintln!("[{name}] waiting for a quiet machine (load {})", loadavg());
+        let gate = if no_wait {
+            Gate {
+                checked: false,
+                waited: Duration::ZERO,
+                quiet: false,
+            }
+        } else {
+            wait_quiet()
+        };
+        eprintln!("[{name}] running");
+        let a = cpu_snap();
+        let (section_rows, note) = f(cx);
+        let share = other_share(a, cpu_snap());
+        run.max_other = run.max_other.max(share);
+        if gate.checked && !gate.quiet {
+            run.gave_up += 1;
+        }
+        for mut row in section_rows {
+            row.other = other_text(share, &gate);
+            run.rows.push(row);
+        }
+        run.notes.push(note);
+    }
+    run
+}
+
+/// Prints the head, the table and the foot (with one line per note), and writes them as
+/// Markdown to `markdown` when given.
+pub fn report(
+    head: &str,
+    mut foot: String,
+    run: &SectionsRun,
+    headers: &[&str; 7],
+    markdown: Option<&str>,
+) {
+    for n in &run.notes {
+        let _ = writeln!(foot, "- {n}");
+    }
+    println!("{head}\n{}\n{foot}", text_table_with(headers, &run.rows));
+    if let Some(path) = markdown {
+        let md = format!(
+            "{}\n{}\n{}",
+            head.lines().map(|l| format!("{l}  \n")).collect::<String>(),
+            markdown_table_with(headers, &run.rows),
+            foot
+        );
+        if let Err(e) = std::fs::write(path, md) {
+            eprintln!("could not write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
 }
