@@ -1175,37 +1175,13 @@ const SECTIONS: [(&str, Section); 3] = [
     ("create", section_create),
 ];
 
-fn usage_exit(message: &str) -> ! {
-    eprintln!("{message}; use --markdown <path>, --quick, --only <section>, --no-wait");
-    std::process::exit(2);
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut markdown = None;
-    let mut only = None;
-    let mut quick = false;
-    let mut no_wait = false;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--bench" => {}
-            "--quick" => quick = true,
-            "--no-wait" => no_wait = true,
-            "--markdown" | "--only" if i + 1 < args.len() => {
-                let v = args[i + 1].clone();
-                if args[i] == "--markdown" {
-                    markdown = Some(v);
-                } else {
-                    only = Some(v);
-                }
-                i += 1;
-            }
-            other => usage_exit(&format!("unknown or incomplete argument {other:?}")),
-        }
-        i += 1;
-    }
-    check_only(only.as_deref(), &SECTIONS);
+    let Opts {
+        markdown,
+        only,
+        quick,
+        no_wait,
+    } = parse_opts(&SECTIONS, |_| {});
     for lua in [LUA54, LUA51] {
         if Command::new(lua)
             .arg("-v")

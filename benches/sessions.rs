@@ -639,47 +639,25 @@ const SECTIONS: [(&str, Section); 3] = [
     ("idle", section_idle),
 ];
 
-fn usage_exit(message: &str) -> ! {
-    eprintln!("{message}; use --markdown <path>, --quick, --only <section>, --no-wait");
-    std::process::exit(2);
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut markdown = None;
-    let mut only = None;
-    let mut quick = false;
-    let mut no_wait = false;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--bench" => {}
-            "--quick" => quick = true,
-            "--no-wait" => no_wait = true,
-            "--markdown" | "--only" if i + 1 < args.len() => {
-                let v = args[i + 1].clone();
-                if args[i] == "--markdown" {
-                    markdown = Some(v);
-                } else {
-                    only = Some(v);
-                }
-                i += 1;
+    let Opts {
+        markdown,
+        only,
+        quick,
+        no_wait,
+    } = parse_opts(&SECTIONS, |a| {
+        if let [flag, kind, n, ..] = a {
+            let n = || {
+                n.parse()
+                    .unwrap_or_else(|_| usage_exit("the session count must be a number"))
+            };
+            match flag.as_str() {
+                "--mem-child" => mem_child(kind, n()),
+                "--idle-child" => idle_child(kind, n()),
+                _ => {}
             }
-            "--mem-child" | "--idle-child" if i + 2 < args.len() => {
-                let n = args[i + 2]
-                    .parse()
-                    .unwrap_or_else(|_| usage_exit("the session count must be a number"));
-                if args[i] == "--mem-child" {
-                    mem_child(&args[i + 1], n);
-                } else {
-                    idle_child(&args[i + 1], n);
-                }
-            }
-            other => usage_exit(&format!("unknown or incomplete argument {other:?}")),
         }
-        i += 1;
-    }
-    check_only(only.as_deref(), &SECTIONS);
+    });
 
     let cx = Ctx { quick };
     let started = utc_now();

@@ -371,7 +371,7 @@ pub fn cpu_model() -> String {
 }
 
 /// Exits with a usage message when `--only` names no section.
-pub fn check_only(only: Option<&str>, sections: &[(&str, Section)]) {
+fn check_only(only: Option<&str>, sections: &[(&str, Section)]) {
     if let Some(o) = only {
         if !sections.iter().any(|(n, _)| *n == o) {
             let names: Vec<&str> = sections.iter().map(|(n, _)| *n).collect();
@@ -472,4 +472,55 @@ pub fn report(
             std::process::exit(1);
         }
     }
+}
+
+/// Prints a usage message and exits with status 2.
+pub fn usage_exit(message: &str) -> ! {
+    eprintln!("{message}; use --markdown <path>, --quick, --only <section>, --no-wait");
+    std::process::exit(2);
+}
+
+/// The command-line options every bench takes.
+pub struct Opts {
+    pub markdown: Option<String>,
+    pub only: Option<String>,
+    pub quick: bool,
+    pub no_wait: bool,
+}
+
+/// Parses the common options; any other argument goes to `child` with the arguments from
+/// it on (a bench's child-process modes, which never return). What `child` returns for is
+/// a usage error. `--only` is checked against `sections`.
+pub fn parse_opts(sections: &[(&str, Section)], child: impl Fn(&[String])) -> Opts {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Opts {
+        markdown: None,
+        only: None,
+        quick: false,
+        no_wait: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--bench" => {}
+            "--quick" => o.quick = true,
+            "--no-wait" => o.no_wait = true,
+            "--markdown" | "--only" if i + 1 < args.len() => {
+                let v = args[i + 1].clone();
+                if args[i] == "--markdown" {
+                    o.markdown = Some(v);
+                } else {
+                    o.only = Some(v);
+                }
+                i += 1;
+            }
+            other => {
+                child(&args[i..]);
+                usage_exit(&format!("unknown or incomplete argument {other:?}"))
+            }
+        }
+        i += 1;
+    }
+    check_only(o.only.as_deref(), sections);
+    o
 }
