@@ -15,9 +15,6 @@ pub const SOURCE: &str = include_str!("agent.lua");
 /// The protocol version this host speaks (the agent's `ready` frame names its own).
 pub const PROTOCOL_VERSION: &[u8] = b"1";
 
-/// Chunk name of executed code (the same as the embedded VM's).
-pub const CODE_CHUNK_NAME: &[u8] = b"=(bioxen_vm)";
-
 /// Where an output chunk goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stream {
@@ -173,11 +170,6 @@ impl<R: Read, W: Write> Conn<R, W> {
                 other => return Err(invalid(format!("unexpected agent frame '{other}'"))),
             }
         }
-    }
-
-    /// Whether buffered input is waiting (bytes the agent sent that nobody asked for).
-    pub fn has_buffered_input(&self) -> bool {
-        !self.reader.buffer().is_empty()
     }
 }
 

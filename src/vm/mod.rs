@@ -21,6 +21,30 @@ use crate::error::Result;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+/// Chunk name of executed code in error messages and tracebacks, for every kind.
+pub const CHUNK_NAME: &std::ffi::CStr = c"=(bioxen_vm)";
+
+/// The message of an interrupted execution, for every kind.
+pub const INTERRUPTED_MESSAGE: &str = "Lua execution interrupted";
+
+/// "5" for whole seconds, else the shortest decimal form ("0.5").
+pub fn seconds_text(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{}", s as u64)
+    } else {
+        format!("{s}")
+    }
+}
+
+/// `Lua execution timed out after N seconds` (the original's words), for every kind.
+pub fn timeout_message(timeout: Option<Duration>) -> String {
+    format!(
+        "Lua execution timed out after {} seconds",
+        seconds_text(timeout.unwrap_or_default())
+    )
+}
+
 /// Why running code is being stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

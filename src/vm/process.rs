@@ -109,14 +109,6 @@ pub struct ProcessVm {
     capture: Capture,
 }
 
-/// `Lua execution timed out after N seconds` (the original's words), for every kind.
-pub fn timeout_message(timeout: Option<Duration>) -> String {
-    format!(
-        "Lua execution timed out after {} seconds",
-        crate::vm::embedded::seconds_text(timeout.unwrap_or_default())
-    )
-}
-
 fn not_found(exe: &str) -> Error {
     Error::Original {
         status: St::LuaNotFound,
@@ -371,7 +363,7 @@ impl ProcessVm {
         let epoch = self.stopper.begin(running.child.id() as i32);
         if cancel.is_some_and(|c| c.load(SeqCst)) {
             self.stopper.end();
-            return Err(Error::Interrupted("Lua execution interrupted".into()));
+            return Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()));
         }
         let ticket = timeout.and_then(|t| {
             let target: Arc<dyn Stopper> = self.stopper.clone();
@@ -402,12 +394,12 @@ impl ProcessVm {
             return Err(match reason {
                 StopReason::Timeout => Error::Timeout(format!(
                     "{}; the process VM was restarted and its state was lost",
-                    timeout_message(timeout)
+                    crate::vm::timeout_message(timeout)
                 )),
-                StopReason::Interrupt => Error::Interrupted(
-                    "Lua execution interrupted; the process VM was restarted and its state was lost"
-                        .into(),
-                ),
+                StopReason::Interrupt => Error::Interrupted(format!(
+                    "{}; the process VM was restarted and its state was lost",
+                    crate::vm::INTERRUPTED_MESSAGE
+                )),
             });
         }
         let raw = self.take_raw_stderr();
@@ -514,7 +506,7 @@ impl Backend for ProcessVm {
                 .map_err(|e| Error::invalid(format!("arguments could not be encoded: {e}")))?,
             None => Vec::new(),
         };
-        let name = req.chunk_name.unwrap_or(agent::CODE_CHUNK_NAME);
+        let name = req.chunk_name.unwrap_or(crate::vm::CHUNK_NAME.to_bytes());
         match self.request(timeout, cancel, |conn, sink| {
             conn.exec(req.code, &args, name, sink)
         })? {

@@ -15,8 +15,7 @@ use mlua::{ffi, Lua};
 use serde_json::Value as Json;
 use std::os::raw::{c_int, c_void};
 
-/// Chunk name of executed code in error messages and tracebacks.
-pub const CHUNK_NAME: &std::ffi::CStr = c"=(bioxen_vm)";
+pub use crate::vm::CHUNK_NAME;
 /// Chunk name of interactive input, as the standalone `lua` names it.
 pub const REPL_CHUNK_NAME: &std::ffi::CStr = c"=stdin";
 

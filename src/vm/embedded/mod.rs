@@ -77,16 +77,6 @@ fn keep(main: &MainState, cache: &mut ChunkCache, key: &[u8], chunk: c_int) -> b
     false
 }
 
-/// "5" for whole seconds, else the shortest decimal form ("0.5").
-pub fn seconds_text(d: Duration) -> String {
-    let s = d.as_secs_f64();
-    if s.fract() == 0.0 {
-        format!("{}", s as u64)
-    } else {
-        format!("{s}")
-    }
-}
-
 impl EmbeddedVm {
     pub fn new(options: &VmOptions) -> Result<Self> {
         // The duration clock calibrates once per process: here, not in an execution.
@@ -239,14 +229,11 @@ impl EmbeddedVm {
         match (ended, reason) {
             (_, Some(StopReason::Timeout)) => {
                 self.capture().clear();
-                Err(Error::Timeout(format!(
-                    "Lua execution timed out after {} seconds",
-                    seconds_text(timeout.unwrap_or_default())
-                )))
+                Err(Error::Timeout(crate::vm::timeout_message(timeout)))
             }
             (_, Some(StopReason::Interrupt)) => {
                 self.capture().clear();
-                Err(Error::Interrupted("Lua execution interrupted".into()))
+                Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()))
             }
             (Ended::Returned, None) => {
                 let cap = self.capture.get_mut();
