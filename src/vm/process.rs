@@ -99,7 +99,6 @@ impl Running {
 
 pub struct ProcessVm {
     lua_executable: String,
-    networked: bool,
     memory_limit: Option<usize>,
     child: Option<Running>,
     stopper: Arc<ChildStopper>,
@@ -208,7 +207,6 @@ impl ProcessVm {
     pub fn new(options: &VmOptions) -> Result<Self> {
         let mut vm = ProcessVm {
             lua_executable: options.lua_executable.clone(),
-            networked: options.networked,
             memory_limit: options.memory_limit,
             child: None,
             stopper: Arc::new(ChildStopper::default()),
@@ -218,7 +216,7 @@ impl ProcessVm {
             capture: Capture::new(options.max_output),
         };
         vm.start()?;
-        if vm.networked {
+        if options.networked {
             vm.check_luasocket()?;
         }
         Ok(vm)
