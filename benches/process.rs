@@ -88,19 +88,6 @@ fn process_options(lua: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // The library, through its C ABI
 
-fn empty_result() -> bioxen_vm_result {
-    bioxen_vm_result {
-        success: false,
-        return_code: 0,
-        stdout_text: bioxen_vm_bytes::empty(),
-        stderr_text: bioxen_vm_bytes::empty(),
-        values_json: bioxen_vm_bytes::empty(),
-        error_message: bioxen_vm_bytes::empty(),
-        duration_ns: 0,
-        output_dropped: 0,
-    }
-}
-
 /// The bytes of a `bioxen_vm_bytes` the library filled.
 fn bytes_of(b: &bioxen_vm_bytes) -> Vec<u8> {
     if b.len == 0 || b.data.is_null() {
@@ -127,7 +114,7 @@ impl LibVm {
     /// the call succeeded and the code ran without error.
     #[inline]
     fn exec(&self, code: &[u8], timeout_ms: u64) {
-        let mut r = empty_result();
+        let mut r = bioxen_vm_result::empty();
         // SAFETY: `code` is `code.len()` readable bytes; NULL args; `r` is valid for writes.
         let st = unsafe {
             bioxen_vm_execute(
@@ -160,7 +147,7 @@ impl LibVm {
 
     /// The values (as JSON) `code` returns, checked once before timing.
     fn values(&self, code: &str) -> String {
-        let mut r = empty_result();
+        let mut r = bioxen_vm_result::empty();
         // SAFETY: as in `exec`.
         let st = unsafe {
             bioxen_vm_execute(

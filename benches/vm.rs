@@ -21,7 +21,8 @@
 //!   10,000.
 
 use bioxen_vm::ffi::{
-    bioxen_vm_bytes, bioxen_vm_execute, bioxen_vm_free, bioxen_vm_new, bioxen_vm_result,
+    bioxen_vm_execute, bioxen_vm_execute_into, bioxen_vm_free, bioxen_vm_new, bioxen_vm_result,
+    bioxen_vm_result_buffer, bioxen_vm_result_buffer_free, bioxen_vm_result_buffer_new,
     bioxen_vm_result_free,
 };
 use mlua::{ffi, Function, Lua};
@@ -54,19 +55,6 @@ const RUNAWAY: &str = "while true do end";
 // ---------------------------------------------------------------------------------------
 // The library, through its C ABI
 
-fn empty_result() -> bioxen_vm_result {
-    bioxen_vm_result {
-        success: false,
-        return_code: 0,
-        stdout_text: bioxen_vm_bytes::empty(),
-        stderr_text: bioxen_vm_bytes::empty(),
-        values_json: bioxen_vm_bytes::empty(),
-        error_message: bioxen_vm_bytes::empty(),
-        duration_ns: 0,
-        output_dropped: 0,
-    }
-}
-
 /// A standalone VM created with `bioxen_vm_new(NULL, ..)` and freed with `bioxen_vm_free`.
 struct LibVm(u64);
 
@@ -83,7 +71,7 @@ impl LibVm {
     /// status, or -1 when the call succeeded but the Lua code raised an error.
     #[inline]
     fn exec(&self, code: &[u8], timeout_ms: u64) -> i32 {
-        let mut r = empty_result();
+        let mut r = bioxen_vm_result::empty();
         // SAFETY: `code` is `code.len()` readable bytes; NULL args; `r` is valid for writes.
         let st = unsafe {
             bioxen_vm_execute(
@@ -106,6 +94,27 @@ impl LibVm {
         } else {
             -1
         }
+    }
+
+    /// `bioxen_vm_execute_into` with a reused buffer; whether the code succeeded.
+    #[inline]
+    fn exec_into(&self, code: &[u8], buffer: *mut bioxen_vm_result_buffer) -> bool {
+        let mut r: *const bioxen_vm_result = std::ptr::null();
+        // SAFETY: `code` is `code.len()` readable bytes; `buffer` is live and used by this
+        // thread only; `r` is valid for writes.
+        let st = unsafe {
+            bioxen_vm_execute_into(
+                self.0,
+                code.as_ptr().cast(),
+                code.len(),
+                std::ptr::null(),
+                0,
+                buffer,
+                &mut r,
+            )
+        };
+        // SAFETY: on OK, `r` points into the live buffer.
+        st == 0 && unsafe { (*r).success }
     }
 
     fn exec_ok(&self, code: &str, timeout_ms: u64) {
@@ -261,8 +270,18 @@ fn section_exec_cached(cx: &Ctx) -> (Vec<Row>, String) {
         || assert_eq!(vm.exec(black_box(code), 0), 0),
         || assert_eq!(f.call::<i64>(()).unwrap(), 4),
     );
-    let row = Row {
-        op: "execute cached chunk `return 2+2`".into(),
+    let mut buffer: *mut bioxen_vm_result_buffer = std::ptr::null_mut();
+    // SAFETY: `buffer` is valid for writes.
+    assert_eq!(unsafe { bioxen_vm_result_buffer_new(&mut buffer) }, 0);
+    let (into, raw_into) = paired(
+        &plan,
+        || assert!(vm.exec_into(black_box(code), buffer)),
+        || assert_eq!(f.call::<i64>(()).unwrap(), 4),
+    );
+    // SAFETY: made above, not in use.
+    assert_eq!(unsafe { bioxen_vm_result_buffer_free(buffer) }, 0);
+    let row = |op: &str, lib: Stats, raw: Stats| Row {
+        op: op.into(),
         lib: fmt_stats(lib),
         anchor: fmt_stats(raw),
         ratio: format!("{:.2}×", lib.median / raw.median),
@@ -275,10 +294,17 @@ fn section_exec_cached(cx: &Ctx) -> (Vec<Row>, String) {
         other: String::new(),
     };
     let note = format!(
-        "cached chunk: bioxen_vm_execute of the same code (chunk cache hit) + bioxen_vm_result_free vs pre-compiled Function::call; {} samples each, batch {}",
+        "cached chunk: the same code each call (chunk cache hit) through bioxen_vm_execute + bioxen_vm_result_free (a new result each call), and through \
+         bioxen_vm_execute_into (one result buffer reused for every call), each paired with a pre-compiled Function::call; {} samples each, batch {}",
         plan.samples, plan.batch
     );
-    (vec![row], note)
+    (
+        vec![
+            row("execute cached chunk `return 2+2`", lib, raw),
+            row("execute_into cached chunk `return 2+2`", into, raw_into),
+        ],
+        note,
+    )
 }
 
 fn section_fib(cx: &Ctx) -> (Vec<Row>, String) {

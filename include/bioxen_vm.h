@@ -209,6 +209,15 @@ typedef enum bioxen_vm_read {
 } bioxen_vm_read;
 
 /**
+ * A reusable result: `bioxen_vm_execute_into` writes each outcome into it, reusing the
+ * memory of the one before. Create with `bioxen_vm_result_buffer_new`, free with
+ * `bioxen_vm_result_buffer_free`. One call at a time may use a buffer: a second thread
+ * that passes a buffer already in use gets INVALID_ARGUMENT and changes nothing. Keep one
+ * buffer per thread (or per VM) for concurrent calls.
+ */
+typedef struct bioxen_vm_result_buffer bioxen_vm_result_buffer;
+
+/**
  * Bytes owned by the library: `data` points to `len` bytes followed by a NUL (so text can
  * be used as a C string when it holds no NUL itself). Free with `bioxen_vm_bytes_free`.
  * An empty value has `len == 0` and `data` pointing to a static empty string.
@@ -864,6 +873,70 @@ int32_t bioxen_vm_validate_host(const char *host);
 int32_t bioxen_vm_script_template(const char *name,
                                   const char *options_json,
                                   struct bioxen_vm_bytes *out_source);
+
+/**
+ * Creates an empty result buffer for `bioxen_vm_execute_into` and writes it to
+ * `*out_buffer`. The caller owns it and frees it with `bioxen_vm_result_buffer_free`.
+ * Any thread.
+ * Statuses: OK, NULL_POINTER.
+ *
+ * # Safety
+ * `out_buffer` must be valid for writes.
+ */
+int32_t bioxen_vm_result_buffer_new(struct bioxen_vm_result_buffer **out_buffer);
+
+/**
+ * Frees a result buffer and the result it holds; every view it handed out becomes
+ * invalid. NULL is accepted (OK). Any thread, but not while a call uses the buffer:
+ * that is INVALID_ARGUMENT, and the buffer stays. Must not be called twice with the same
+ * buffer (a freed buffer cannot be recognised).
+ * Statuses: OK, INVALID_ARGUMENT.
+ *
+ * # Safety
+ * `buffer` must be NULL or a live buffer from `bioxen_vm_result_buffer_new`.
+ */
+int32_t bioxen_vm_result_buffer_free(struct bioxen_vm_result_buffer *buffer);
+
+/**
+ * `bioxen_vm_execute`, with the outcome written into `buffer` instead of newly allocated
+ * memory. On OK, `*out_result` points at the outcome inside `buffer`: the buffer owns it
+ * and every byte it points to. It stays valid until the next call with the same buffer or
+ * the buffer's free; never pass it to `bioxen_vm_result_free` or `bioxen_vm_bytes_free`.
+ * Copy out what must outlive the next call. Once the buffers have grown to the size of
+ * the outputs, a call allocates nothing for its result.
+ *
+ * On a status other than OK, `*out_result` is not written and the buffer's outcome reads
+ * as empty. Any thread; one call per buffer at a time (a buffer in use is
+ * INVALID_ARGUMENT).
+ * Statuses: those of `bioxen_vm_execute`; NULL_POINTER also for `buffer`.
+ *
+ * # Safety
+ * As `bioxen_vm_execute`; `buffer` must be a live buffer from
+ * `bioxen_vm_result_buffer_new`; `out_result` must be valid for writes.
+ */
+int32_t bioxen_vm_execute_into(uint64_t vm,
+                               const char *code,
+                               size_t code_len,
+                               const char *args_json,
+                               uint64_t timeout_ms,
+                               struct bioxen_vm_result_buffer *buffer,
+                               const struct bioxen_vm_result **out_result);
+
+/**
+ * `bioxen_vm_execute_into` on the manager's VM `vm_id`.
+ * Statuses: those of `bioxen_vm_execute_into`, and VM_NOT_FOUND ("VM 'x' not found").
+ *
+ * # Safety
+ * As `bioxen_vm_execute_into`; `vm_id` must be NUL-terminated.
+ */
+int32_t bioxen_vm_manager_execute_into(uint64_t manager,
+                                       const char *vm_id,
+                                       const char *code,
+                                       size_t code_len,
+                                       const char *args_json,
+                                       uint64_t timeout_ms,
+                                       struct bioxen_vm_result_buffer *buffer,
+                                       const struct bioxen_vm_result **out_result);
 
 /**
  * Creates a VM named `vm_id` (options as for `bioxen_vm_manager_create_vm`) with an

@@ -78,6 +78,23 @@ pub struct bioxen_vm_result {
     pub output_dropped: u64,
 }
 
+impl bioxen_vm_result {
+    /// A result with every field empty (what the library writes nowhere; a safe starting
+    /// value for an out-parameter).
+    pub fn empty() -> Self {
+        bioxen_vm_result {
+            success: false,
+            return_code: 0,
+            stdout_text: bioxen_vm_bytes::empty(),
+            stderr_text: bioxen_vm_bytes::empty(),
+            values_json: bioxen_vm_bytes::empty(),
+            error_message: bioxen_vm_bytes::empty(),
+            duration_ns: 0,
+            output_dropped: 0,
+        }
+    }
+}
+
 impl From<ExecOutput> for bioxen_vm_result {
     fn from(o: ExecOutput) -> Self {
         bioxen_vm_result {

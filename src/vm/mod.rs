@@ -82,6 +82,20 @@ pub trait Backend: Send {
         cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput>;
 
+    /// `execute` into `out`, which may hold an earlier result: a backend that can reuses its
+    /// buffers, so a caller that keeps one result for many calls allocates nothing once the
+    /// buffers are large enough. On `Err`, `out` is unspecified (but valid).
+    fn execute_into(
+        &mut self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
+        *out = self.execute(req, timeout, cancel)?;
+        Ok(())
+    }
+
     /// Evaluates interactive input the way the standalone `lua` evaluates typed lines:
     /// `chunk` is the input so far (lines joined with newlines). When `first_line` is set,
     /// `return <chunk>;` is tried first (a leading `=` stands for `return `), so a bare

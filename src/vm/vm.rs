@@ -41,9 +41,12 @@ trait Outcome: Sized {
     fn ran(r: &Result<Self>) -> Option<bool>;
 }
 
-impl Outcome for ExecOutput {
+/// An execution that ran to its end, and whether it succeeded.
+struct Ran(bool);
+
+impl Outcome for Ran {
     fn ran(r: &Result<Self>) -> Option<bool> {
-        Some(matches!(r, Ok(o) if o.success))
+        Some(matches!(r, Ok(Ran(true))))
     }
 }
 
@@ -145,6 +148,19 @@ impl Vm {
         self.execute_tagged(req, timeout, 0, None)
     }
 
+    /// `execute` into `out`, reusing its buffers (see [`Backend::execute_into`]).
+    pub fn execute_into(
+        &self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
+        if is_blank(req.code) {
+            return Err(Error::invalid("Lua code cannot be empty"));
+        }
+        self.run_request_into(req, timeout, 0, None, out)
+    }
+
     /// `execute` for a job: records `tag` as the running execution for
     /// [`Vm::interrupt_tagged`], and does not start when `cancel` is set by the time the VM
     /// is free (checked under the same lock [`Vm::cancel_unless_started`] takes).
@@ -169,14 +185,31 @@ impl Vm {
         tag: u64,
         cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput> {
+        let mut out = ExecOutput::default();
+        self.run_request_into(req, timeout, tag, cancel, &mut out)?;
+        Ok(out)
+    }
+
+    /// `run_request` into `out`, reusing its buffers.
+    fn run_request_into(
+        &self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        tag: u64,
+        cancel: Option<&AtomicBool>,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
         if let Some(a) = req.args {
             if !a.is_array() {
                 return Err(Error::invalid("arguments must be a JSON array"));
             }
         }
-        let r = self.locked(timeout, tag, cancel, |b, t| b.execute(req, t, cancel));
-        self.log_outcome(req, &r);
-        r
+        let r = self.locked(timeout, tag, cancel, |b, t| {
+            b.execute_into(req, t, cancel, out)
+                .map(|()| Ran(out.success))
+        });
+        self.log_outcome(req, r.as_ref().map(|_| &*out));
+        r.map(|_| ())
     }
 
     /// Evaluates interactive input (see [`Backend::repl_eval`]) under the VM's lock, with
@@ -241,7 +274,7 @@ impl Vm {
         r
     }
 
-    fn log_outcome(&self, req: &ExecRequest<'_>, r: &Result<ExecOutput>) {
+    fn log_outcome(&self, req: &ExecRequest<'_>, r: std::result::Result<&ExecOutput, &Error>) {
         let level = if self.options.debug_mode {
             log::Level::Info
         } else {

@@ -58,8 +58,9 @@ pub fn empty_result() -> bioxen_vm_result {
     unsafe { std::mem::zeroed() }
 }
 
-pub fn take_result(mut r: bioxen_vm_result) -> Res {
-    let out = Res {
+/// An owned copy of a result the library filled.
+pub fn copy_result(r: &bioxen_vm_result) -> Res {
+    Res {
         success: r.success,
         return_code: r.return_code,
         stdout: bytes_of(&r.stdout_text),
@@ -67,7 +68,11 @@ pub fn take_result(mut r: bioxen_vm_result) -> Res {
         values: serde_json::from_slice(&bytes_of(&r.values_json)).unwrap(),
         error: String::from_utf8(bytes_of(&r.error_message)).unwrap(),
         dropped: r.output_dropped,
-    };
+    }
+}
+
+pub fn take_result(mut r: bioxen_vm_result) -> Res {
+    let out = copy_result(&r);
     unsafe { bioxen_vm_result_free(&mut r) };
     out
 }

@@ -25,12 +25,21 @@ const KEEP_CAPACITY: usize = 64 << 10;
 /// A copy of `bytes` whose capacity leaves room for one more byte (the C side's NUL), so
 /// handing it to C needs no reallocation.
 pub fn exact_copy(bytes: &[u8]) -> Vec<u8> {
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    let mut v = Vec::with_capacity(bytes.len() + 1);
-    v.extend_from_slice(bytes);
+    let mut v = Vec::new();
+    copy_into(&mut v, bytes);
     v
+}
+
+/// Replaces the contents of `dst` with `bytes`, keeping room for one more byte (the C
+/// side's NUL). A buffer reused from an earlier result allocates only when it must grow, and
+/// an empty `bytes` never allocates.
+pub fn copy_into(dst: &mut Vec<u8>, bytes: &[u8]) {
+    dst.clear();
+    if bytes.is_empty() {
+        return;
+    }
+    dst.reserve_exact(bytes.len() + 1);
+    dst.extend_from_slice(bytes);
 }
 
 /// Which buffer a function writes to (the second upvalue).

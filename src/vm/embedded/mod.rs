@@ -15,7 +15,7 @@ use crate::vm::{Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper,
 use crate::watchdog;
 use cache::{ChunkCache, MAX_CACHED_CODE};
 use call::{Compiled, Ended};
-use capture::{exact_copy, Capture};
+use capture::{copy_into, Capture};
 use mlua::{ffi, Lua};
 use std::cell::UnsafeCell;
 use std::os::raw::c_int;
@@ -207,8 +207,9 @@ impl EmbeddedVm {
         }
     }
 
-    /// Runs a compiled chunk and turns its end into the outcome (releasing the chunk
-    /// afterwards when `release` is set).
+    /// Runs a compiled chunk and fills `out` with its outcome, reusing `out`'s buffers
+    /// (releasing the chunk afterwards when `release` is set).
+    #[allow(clippy::too_many_arguments)]
     fn run_chunk(
         &mut self,
         chunk: c_int,
@@ -217,7 +218,8 @@ impl EmbeddedVm {
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
         started: clock::Stamp,
-    ) -> Result<ExecOutput> {
+        out: &mut ExecOutput,
+    ) -> Result<()> {
         let (ended, reason) = self.run(chunk, args, timeout, cancel);
         if release {
             // SAFETY: the main state, idle again, owned by this thread.
@@ -237,20 +239,38 @@ impl EmbeddedVm {
             }
             (Ended::Returned, None) => {
                 let cap = self.capture.get_mut();
-                Ok(ExecOutput {
-                    success: true,
-                    return_code: 0,
-                    stdout: exact_copy(&cap.stdout),
-                    stderr: exact_copy(&cap.stderr),
-                    values_json: exact_copy(&self.values_json),
-                    error: None,
-                    duration: clock::since(started),
-                    output_dropped: cap.dropped,
-                })
+                out.success = true;
+                out.return_code = 0;
+                copy_into(&mut out.stdout, &cap.stdout);
+                copy_into(&mut out.stderr, &cap.stderr);
+                copy_into(&mut out.values_json, &self.values_json);
+                out.error = None;
+                out.output_dropped = cap.dropped;
+                out.duration = clock::since(started);
+                Ok(())
             }
             (Ended::OutOfMemory, None) => Err(self.memory_error("not enough memory".into())),
-            (Ended::Failed(message), None) => Ok(self.failed(message, started)),
+            (Ended::Failed(message), None) => {
+                self.failed(message, started, out);
+                Ok(())
+            }
         }
+    }
+
+    /// `run_chunk` into a new result.
+    #[allow(clippy::too_many_arguments)]
+    fn run_chunk_new(
+        &mut self,
+        chunk: c_int,
+        release: bool,
+        args: Option<&serde_json::Value>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+        started: clock::Stamp,
+    ) -> Result<ExecOutput> {
+        let mut out = ExecOutput::default();
+        self.run_chunk(chunk, release, args, timeout, cancel, started, &mut out)?;
+        Ok(out)
     }
 
     fn memory_error(&mut self, detail: String) -> Error {
@@ -266,22 +286,30 @@ impl EmbeddedVm {
         }
     }
 
-    fn failed(&mut self, message: String, started: clock::Stamp) -> ExecOutput {
+    /// Fills `out` with a Lua error (syntax or runtime): the message and its traceback
+    /// follow what the code wrote to stderr.
+    fn failed(&mut self, message: String, started: clock::Stamp, out: &mut ExecOutput) {
         let cap = self.capture.get_mut();
-        let mut stderr = Vec::with_capacity(cap.stderr.len() + message.len() + 2);
-        stderr.extend_from_slice(&cap.stderr);
-        stderr.extend_from_slice(message.as_bytes());
-        stderr.push(b'\n');
-        ExecOutput {
-            success: false,
-            return_code: 1,
-            stdout: exact_copy(&cap.stdout),
-            stderr,
-            values_json: b"[]".to_vec(),
-            error: Some(message),
-            duration: clock::since(started),
-            output_dropped: cap.dropped,
-        }
+        out.success = false;
+        out.return_code = 1;
+        copy_into(&mut out.stdout, &cap.stdout);
+        out.stderr.clear();
+        out.stderr
+            .reserve_exact(cap.stderr.len() + message.len() + 2);
+        out.stderr.extend_from_slice(&cap.stderr);
+        out.stderr.extend_from_slice(message.as_bytes());
+        out.stderr.push(b'\n');
+        copy_into(&mut out.values_json, b"[]");
+        out.error = Some(message);
+        out.output_dropped = cap.dropped;
+        out.duration = clock::since(started);
+    }
+
+    /// `failed` into a new result.
+    fn failed_new(&mut self, message: String, started: clock::Stamp) -> ExecOutput {
+        let mut out = ExecOutput::default();
+        self.failed(message, started, &mut out);
+        out
     }
 }
 
@@ -292,6 +320,18 @@ impl Backend for EmbeddedVm {
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
     ) -> Result<ExecOutput> {
+        let mut out = ExecOutput::default();
+        self.execute_into(req, timeout, cancel, &mut out)?;
+        Ok(out)
+    }
+
+    fn execute_into(
+        &mut self,
+        req: &ExecRequest<'_>,
+        timeout: Option<Duration>,
+        cancel: Option<&AtomicBool>,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
         let started = clock::now();
         self.capture().clear();
         let compiled = match req.chunk_name {
@@ -300,11 +340,15 @@ impl Backend for EmbeddedVm {
             // under the default name.
             Some(name) => self.named_chunk(req.code, name)?,
         };
-        let (chunk, release) = match compiled {
-            Ok(c) => c,
-            Err(syntax) => return Ok(self.failed(syntax, started)),
-        };
-        self.run_chunk(chunk, release, req.args, timeout, cancel, started)
+        match compiled {
+            Ok((chunk, release)) => {
+                self.run_chunk(chunk, release, req.args, timeout, cancel, started, out)
+            }
+            Err(syntax) => {
+                self.failed(syntax, started, out);
+                Ok(())
+            }
+        }
     }
 
     fn repl_eval(
@@ -321,7 +365,7 @@ impl Backend for EmbeddedVm {
         if first_line && !self.not_expr.contains(chunk) {
             if let Some(c) = self.repl_expr.get(chunk) {
                 return self
-                    .run_chunk(c, false, None, timeout, cancel, started)
+                    .run_chunk_new(c, false, None, timeout, cancel, started)
                     .map(ReplStep::Ran);
             }
             let body = chunk.strip_prefix(b"=").unwrap_or(chunk);
@@ -333,7 +377,7 @@ impl Backend for EmbeddedVm {
                 Compiled::Chunk(c) => {
                     let release = keep(&self.main, &mut self.repl_expr, chunk, c);
                     return self
-                        .run_chunk(c, release, None, timeout, cancel, started)
+                        .run_chunk_new(c, release, None, timeout, cancel, started)
                         .map(ReplStep::Ran);
                 }
                 _ => {
@@ -348,17 +392,17 @@ impl Backend for EmbeddedVm {
         }
         if let Some(c) = self.repl_stmt.get(chunk) {
             return self
-                .run_chunk(c, false, None, timeout, cancel, started)
+                .run_chunk_new(c, false, None, timeout, cancel, started)
                 .map(ReplStep::Ran);
         }
         match self.compile_repl(chunk)? {
             Compiled::Chunk(c) => {
                 let release = keep(&self.main, &mut self.repl_stmt, chunk, c);
-                self.run_chunk(c, release, None, timeout, cancel, started)
+                self.run_chunk_new(c, release, None, timeout, cancel, started)
                     .map(ReplStep::Ran)
             }
             Compiled::SyntaxError(m) if m.ends_with("<eof>") => Ok(ReplStep::Incomplete),
-            Compiled::SyntaxError(m) => Ok(ReplStep::Ran(self.failed(m, started))),
+            Compiled::SyntaxError(m) => Ok(ReplStep::Ran(self.failed_new(m, started))),
             Compiled::OutOfMemory => Err(self.memory_error("not enough memory".into())),
         }
     }
