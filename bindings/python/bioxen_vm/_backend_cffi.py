@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import struct
 from typing import Any, Callable, Dict, Optional
 
 import cffi
@@ -27,12 +29,17 @@ typedef struct {
 """
 
 
+#: The flat result's memory in C layout (pointers read as ints); checked at load.
+_FLAT_FIELDS = struct.Struct("@?iPNPNPNPNQQ")
+
+
 def _check_flat_layout(ffi: Any) -> None:
     pairs = [("success", "success"), ("return_code", "return_code"),
              ("stdout_text", "stdout_data"), ("stderr_text", "stderr_data"),
              ("values_json", "values_data"), ("error_message", "error_data"),
              ("duration_ns", "duration_ns"), ("output_dropped", "output_dropped")]
-    same = ffi.sizeof("bioxen_vm_result") == ffi.sizeof("bioxen_vm_result_flat") and all(
+    same = ffi.sizeof("bioxen_vm_result") == ffi.sizeof("bioxen_vm_result_flat") == (
+        _FLAT_FIELDS.size) and ffi.offsetof("bioxen_vm_result", "return_code") == 4 and all(
         ffi.offsetof("bioxen_vm_result", a) == ffi.offsetof("bioxen_vm_result_flat", b)
         for a, b in pairs)
     if not same:
@@ -66,6 +73,8 @@ class CffiBackend:
         self._last_error = self.functions["bioxen_vm_last_error_message"]
         self._bytes_free = self.functions["bioxen_vm_bytes_free"]
         self._result_free = self.functions["bioxen_vm_result_free"]
+        self._into_slots: list = []
+        atexit.register(self._free_into_slots)
         for c_name, fn in self.functions.items():
             kind, _restype, argtypes = SIGNATURES[c_name]
             if kind not in ("raw", "callback"):
@@ -114,6 +123,22 @@ class CffiBackend:
 
     # --- calling conventions --------------------------------------------------------------
 
+    def _new_into_slot(self) -> tuple:
+        """``[result buffer, out-pointer to its result, flat view of the result and a buffer
+        over its memory (both made after the first call)]``."""
+        holder = self.ffi.new("bioxen_vm_result_buffer **")
+        status = self.functions["bioxen_vm_result_buffer_new"](holder)
+        if status:
+            self._fail(status)
+        return (holder[0], self.ffi.new("bioxen_vm_result **"), None, None)
+
+    def _free_into_slots(self) -> None:
+        """At exit: frees the pooled result buffers (those in use stay, and are reclaimed
+        with the process)."""
+        free = self.functions["bioxen_vm_result_buffer_free"]
+        while self._into_slots:
+            free(self._into_slots.pop()[0])
+
     def _wrap(self, kind: str, c_fn: Any, nullable: "frozenset[int]") -> Callable[..., Any]:
         fail = self._fail
         null = self.ffi.NULL
@@ -131,6 +156,29 @@ class CffiBackend:
         string = self.ffi.string
         bytes_free = self._bytes_free
         result_free = self._result_free
+
+        fields = _FLAT_FIELDS.unpack_from
+
+        def read(flat: Any, memory: Any) -> Any:
+            # All the numbers in one read of the struct's memory, then only the non-empty
+            # byte strings through cffi.
+            (success, return_code, _, out_n, _, err_n, _, values_n, _, msg_n, duration_ns,
+             dropped) = fields(memory)
+            return (success, return_code,
+                    unpack(flat.stdout_data, out_n) if out_n else b"",
+                    unpack(flat.stderr_data, err_n) if err_n else b"",
+                    unpack(flat.values_data, values_n) if values_n else b"",
+                    unpack(flat.error_data, msg_n) if msg_n else b"",
+                    duration_ns, dropped)
+
+        # NULL for None where the C type is a nullable `const char *`.
+        position = next(iter(nullable)) if len(nullable) == 1 else -1
+
+        def with_nulls(args: tuple) -> tuple:
+            if position >= 0:
+                return args[:position] + (null,) + args[position + 1:]
+            return tuple(null if a is None and i in nullable else a
+                         for i, a in enumerate(args))
 
         if kind == "status":
             def call(*args: Any) -> None:
@@ -155,7 +203,6 @@ class CffiBackend:
             # (from a callback) never shares it.
             ffi = self.ffi
             pool: list = []
-            position = next(iter(nullable)) if len(nullable) == 1 else -1
 
             def call(*args: Any) -> Any:  # type: ignore[misc]
                 try:
@@ -163,26 +210,43 @@ class CffiBackend:
                 except IndexError:
                     flat = new("bioxen_vm_result_flat *")
                     r = ffi.cast("bioxen_vm_result *", flat)
-                if position >= 0 and args[position] is None or position < 0 and None in args:
-                    args = tuple(null if a is None and i in nullable else a
-                                 for i, a in enumerate(args))
+                if args[position] is None if position >= 0 else None in args:
+                    args = with_nulls(args)
                 status = c_fn(*args, r)
                 if status:
                     pool.append((flat, r))
                     fail(status)
                 try:
-                    n = flat.stdout_len
-                    out = unpack(flat.stdout_data, n) if n else b""
-                    n = flat.stderr_len
-                    err = unpack(flat.stderr_data, n) if n else b""
-                    n = flat.error_len
-                    msg = unpack(flat.error_data, n) if n else b""
-                    return (flat.success, flat.return_code, out, err,
-                            unpack(flat.values_data, flat.values_len), msg, flat.duration_ns,
-                            flat.output_dropped)
+                    return read(flat, ffi.buffer(flat))
                 finally:
                     result_free(r)  # frees the buffers and empties the struct for reuse
                     pool.append((flat, r))
+        elif kind == "into":
+            # Result buffers come from one pool shared by all threads and both functions
+            # of this kind; each call takes one for itself. A buffer's result always lives
+            # at the same address, so its flat view is made once.
+            slots = self._into_slots
+            new_slot = self._new_into_slot
+
+            def call(*args: Any) -> Any:  # type: ignore[misc]
+                try:
+                    buffer, out, flat, memory = slot = slots.pop()
+                except IndexError:
+                    buffer, out, flat, memory = slot = new_slot()
+                if args[position] is None if position >= 0 else None in args:
+                    args = with_nulls(args)
+                status = c_fn(*args, buffer, out)
+                if status:
+                    slots.append(slot)
+                    fail(status)
+                if flat is None:
+                    flat = self.ffi.cast("bioxen_vm_result_flat *", out[0])
+                    memory = self.ffi.buffer(flat)
+                    slot = (buffer, out, flat, memory)
+                try:
+                    return read(flat, memory)
+                finally:
+                    slots.append(slot)
         elif kind in ("u64", "bool", "size"):
             out_type = {"u64": "uint64_t *", "bool": "bool *", "size": "size_t *"}[kind]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import struct
 from ctypes import POINTER, byref, c_bool, c_char_p, c_double, c_int32, c_int64, c_size_t
 from ctypes import c_uint32, c_uint64, c_void_p, string_at
 from typing import Any, Callable, Dict, Optional
@@ -53,6 +55,35 @@ def _field_bytes(r: Result, name: str, length: int) -> bytes:
     return string_at(address, length)
 
 
+#: ``Result``'s memory in C layout (pointers read as ints); checked against ``Result``.
+_FIELDS = struct.Struct("@?iPNPNPNPNQQ")
+
+
+if _FIELDS.size != ctypes.sizeof(Result):  # pragma: no cover - a platform this does not know
+    raise ImportError("bioxen_vm: the result layout is not the one this binding reads")
+
+
+def _read(r: Result) -> Any:
+    """A filled result as the tuple backends return (see ``ResultTuple``): every number
+    in one read of the struct's memory, then only the non-empty byte strings."""
+    (success, return_code, _, out_n, _, err_n, _, values_n, _, msg_n, duration_ns,
+     dropped) = _FIELDS.unpack_from(r)
+    out = err = values = msg = b""
+    if out_n:
+        out = r.stdout_data
+        if len(out) != out_n:
+            out = _field_bytes(r, "stdout", out_n)
+    if err_n:
+        err = _field_bytes(r, "stderr", err_n)
+    if values_n:
+        values = r.values_data
+        if len(values) != values_n:
+            values = _field_bytes(r, "values", values_n)
+    if msg_n:
+        msg = _field_bytes(r, "error", msg_n)
+    return (success, return_code, out, err, values, msg, duration_ns, dropped)
+
+
 LOG_FN = ctypes.CFUNCTYPE(None, c_int32, c_char_p, c_char_p, c_void_p)
 OUTPUT_FN = ctypes.CFUNCTYPE(None, c_char_p, c_int32, c_void_p, c_size_t, c_void_p)
 JOB_FN = ctypes.CFUNCTYPE(None, c_uint64, c_int32, c_void_p)
@@ -73,6 +104,9 @@ CTYPES: Dict[str, Any] = {
     "void*": c_void_p,
     "bytes*": POINTER(Bytes),
     "result*": POINTER(Result),
+    "rbuf*": c_void_p,
+    "rbuf**": POINTER(c_void_p),
+    "view**": POINTER(POINTER(Result)),
     "u64*": POINTER(c_uint64),
     "bool*": POINTER(c_bool),
     "size*": POINTER(c_size_t),
@@ -102,6 +136,8 @@ class CtypesBackend:
         self._last_error = self.functions["bioxen_vm_last_error_message"]
         self._bytes_free = self.functions["bioxen_vm_bytes_free"]
         self._result_free = self.functions["bioxen_vm_result_free"]
+        self._into_slots: list = []
+        atexit.register(self._free_into_slots)
         for c_name, fn in self.functions.items():
             kind = SIGNATURES[c_name][0]
             if kind not in ("raw", "callback"):
@@ -134,6 +170,22 @@ class CtypesBackend:
         raise error_from_status(status, self.last_error_message())
 
     # --- calling conventions --------------------------------------------------------------
+
+    def _new_into_slot(self) -> list:
+        """``[result buffer, byref of the out-pointer to its result, the result (read
+        after a call)]``."""
+        buffer = c_void_p()
+        status = self.functions["bioxen_vm_result_buffer_new"](byref(buffer))
+        if status:
+            self._fail(status)
+        return [buffer, byref(POINTER(Result)()), None]
+
+    def _free_into_slots(self) -> None:
+        """At exit: frees the pooled result buffers (those in use stay, and are reclaimed
+        with the process)."""
+        free = self.functions["bioxen_vm_result_buffer_free"]
+        while self._into_slots:
+            free(self._into_slots.pop()[0])
 
     def _wrap(self, kind: str, fn: Any) -> Callable[..., Any]:
         fail = self._fail
@@ -172,22 +224,33 @@ class CtypesBackend:
                     pool.append((r, ref))
                     fail(status)
                 try:
-                    n = r.stdout_len
-                    out = r.stdout_data if n else b""
-                    if len(out) != n:
-                        out = _field_bytes(r, "stdout", n)
-                    n = r.stderr_len
-                    err = _field_bytes(r, "stderr", n) if n else b""
-                    n = r.error_len
-                    msg = _field_bytes(r, "error", n) if n else b""
-                    values = r.values_data
-                    if len(values) != r.values_len:
-                        values = _field_bytes(r, "values", r.values_len)
-                    return (r.success, r.return_code, out, err, values, msg, r.duration_ns,
-                            r.output_dropped)
+                    return _read(r)
                 finally:
                     result_free(ref)  # frees the buffers and empties the struct for reuse
                     pool.append((r, ref))
+        elif kind == "into":
+            # Result buffers come from one pool shared by all threads and both functions
+            # of this kind; each call takes one for itself. A buffer's result always lives
+            # at the same address, so the view of it is made once.
+            slots = self._into_slots
+            new_slot = self._new_into_slot
+
+            def call(*args: Any) -> Any:  # type: ignore[misc]
+                try:
+                    slot = slots.pop()
+                except IndexError:
+                    slot = new_slot()
+                status = fn(*args, slot[0], slot[1])
+                if status:
+                    slots.append(slot)
+                    fail(status)
+                view = slot[2]
+                if view is None:
+                    view = slot[2] = slot[1]._obj.contents
+                try:
+                    return _read(view)
+                finally:
+                    slots.append(slot)
         elif kind in ("u64", "bool", "size", "cstr"):
             out_type: Any = {"u64": c_uint64, "bool": c_bool, "size": c_size_t,
                              "cstr": c_char_p}[kind]

@@ -10,13 +10,17 @@ backend turns a Python call into a C call and back; every backend implements eac
 * ``bytes``/``bool``/``u64``/``size``/``cstr``/``result``: returns a status, and the value
   of the last (out) parameter comes back (``bioxen_vm_bytes`` as Python ``bytes``, freed;
   static strings as ``str``; results as a tuple, freed).
+* ``into``: the last two parameters are a result buffer and the out-pointer to its result;
+  the backend supplies both (buffers come from a pool shared by all threads, one per call
+  in flight, reused call after call) and returns the result as ``result`` does.
 * ``read``: ``bioxen_vm_manager_read_output``'s two outputs: ``bytes`` or ``None``.
 * ``callback``: takes a function pointer; each backend binds these by hand.
 
 Abstract C types: ``i32 u32 i64 u64 f64 size bool`` (values), ``str`` (``const char *``,
 NUL-terminated or NULL), ``buf`` (``const char *`` followed by its length), ``cstr``
-(returned ``const char *``), ``void``, ``void*``, pointers ``T*``, and the function pointer
-types ``log_fn output_fn job_fn``.
+(returned ``const char *``), ``void``, ``void*``, pointers ``T*``, ``rbuf*``/``rbuf**``
+(``bioxen_vm_result_buffer``), ``view**`` (``const bioxen_vm_result **``), and the function
+pointer types ``log_fn output_fn job_fn``.
 """
 
 from __future__ import annotations
@@ -35,10 +39,14 @@ SIGNATURES: Dict[str, Signature] = {
     # memory
     "bioxen_vm_bytes_free": ("raw", "void", ["bytes*"]),
     "bioxen_vm_result_free": ("raw", "void", ["result*"]),
+    "bioxen_vm_result_buffer_new": ("raw", "i32", ["rbuf**"]),
+    "bioxen_vm_result_buffer_free": ("raw", "i32", ["rbuf*"]),
     # standalone VMs
     "bioxen_vm_new": ("u64", "i32", ["str", "u64*"]),
     "bioxen_vm_free": ("status", "i32", ["u64"]),
     "bioxen_vm_execute": ("result", "i32", ["u64", "buf", "size", "str", "u64", "result*"]),
+    "bioxen_vm_execute_into": (
+        "into", "i32", ["u64", "buf", "size", "str", "u64", "rbuf*", "view**"]),
     "bioxen_vm_execute_async": ("u64", "i32", ["u64", "buf", "size", "str", "u64", "u64*"]),
     "bioxen_vm_interrupt": ("bool", "i32", ["u64", "bool*"]),
     "bioxen_vm_info": ("bytes", "i32", ["u64", "bytes*"]),
@@ -69,6 +77,8 @@ SIGNATURES: Dict[str, Signature] = {
     "bioxen_vm_manager_remove_vm": ("status", "i32", ["u64", "str"]),
     "bioxen_vm_manager_execute": (
         "result", "i32", ["u64", "str", "buf", "size", "str", "u64", "result*"]),
+    "bioxen_vm_manager_execute_into": (
+        "into", "i32", ["u64", "str", "buf", "size", "str", "u64", "rbuf*", "view**"]),
     "bioxen_vm_manager_execute_async": (
         "u64", "i32", ["u64", "str", "buf", "size", "str", "u64", "u64*"]),
     "bioxen_vm_manager_interrupt": ("bool", "i32", ["u64", "str", "bool*"]),

@@ -240,8 +240,8 @@ class VMManager:
         idb = self._id(vm_id)
         code = code_arg(lua_code)
         try:
-            r = backend.manager_execute(self._h(), idb, code, len(code), args_arg(args),
-                                        timeout_ms(timeout))
+            r = backend.manager_execute_into(self._h(), idb, code, len(code), args_arg(args),
+                                             timeout_ms(timeout))
         except VMTimeoutError as exc:
             if timeout is not None:
                 retitle_timeout(exc, timeout)
@@ -617,7 +617,7 @@ class VMManager:
                    timeout: Optional[float]) -> JobFuture:
         job = backend.manager_net_start(self._h(), text_arg(vm_id, "vm_id"),
                                         mode.encode("ascii"), options_arg(options),
-                                        timeout_ms(timeout))
+                                             timeout_ms(timeout))
         return start_job(job, timeout)
 
     def start_server_vm(self, vm_id: str, port: int, timeout: Optional[float] = None, *,

@@ -151,7 +151,7 @@ class LuaProcess:
         handle = self._handle
         if not handle:
             raise InvalidHandleError("VM has been closed")
-        return backend.execute(handle, code, len(code), args, ms)
+        return backend.execute_into(handle, code, len(code), args, ms)
 
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.execute_async(self._h(), code, len(code), args, ms)
@@ -354,7 +354,8 @@ class ManagedLuaVM(LuaProcess):
         return f"ManagedLuaVM(vm_id={self.vm_id!r})"
 
     def _run(self, code: bytes, args: bytes, ms: int) -> Any:
-        return backend.manager_execute(self._manager._h(), self._id, code, len(code), args, ms)
+        return backend.manager_execute_into(self._manager._h(), self._id, code, len(code), args,
+                                            ms)
 
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),

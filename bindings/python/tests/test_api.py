@@ -73,6 +73,8 @@ C_SPELLING = {
     "buf": "const char *", "cstr": "const char *", "void": "void", "void*": "void *",
     "bytes*": "struct bioxen_vm_bytes *", "result*": "struct bioxen_vm_result *",
     "u64*": "uint64_t *", "bool*": "bool *", "size*": "size_t *", "cstr*": "const char **",
+    "rbuf*": "struct bioxen_vm_result_buffer *", "rbuf**": "struct bioxen_vm_result_buffer **",
+    "view**": "const struct bioxen_vm_result **",
     "log_fn": "bioxen_vm_log_fn", "output_fn": "bioxen_vm_output_fn",
     "job_fn": "bioxen_vm_job_callback",
 }
@@ -148,6 +150,8 @@ def test_cffi_types_match_the_table():
         "cstr": "char *", "void": "void", "void*": "void *", "bytes*": "bioxen_vm_bytes *",
         "result*": "bioxen_vm_result *", "u64*": "uint64_t *", "bool*": "_Bool *",
         "size*": "size_t *", "cstr*": "char * *",
+        "rbuf*": "bioxen_vm_result_buffer *", "rbuf**": "bioxen_vm_result_buffer * *",
+        "view**": "bioxen_vm_result * *",
         "log_fn": "void(*)(int32_t, char *, char *, void *)",
         "output_fn": "void(*)(char *, int32_t, char *, size_t, void *)",
         "job_fn": "void(*)(uint64_t, int32_t, void *)",

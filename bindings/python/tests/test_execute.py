@@ -268,3 +268,36 @@ def test_manager_vm_accessors_and_interrupt(manager):
     vm = manager.get_vm("two")
     assert repr(vm) == "ManagedLuaVM(vm_id='two')" and vm.manager is manager
     assert vm.interrupt() is False
+
+
+def test_reused_result_buffers_across_threads_sizes_and_failures(vm):
+    # Executions reuse result buffers from a pool: results must never bleed from one call
+    # into another, whatever the thread, the output size or a failure in between.
+    vm.execute_string("count = 0")
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(200):
+                size = (i * 37 + k) % 3000
+                r = vm.execute_string("local s, n = ... return string.rep(s, n)",
+                                      args=[chr(97 + k), size])
+                if r["values"] != ["abcdefgh"[k] * size] or not r["success"]:
+                    errors.append((k, i, size))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    with pytest.raises(E.VMTimeoutError):
+        vm.execute_string("while true do end", timeout=0.05)
+    r = vm.execute_string("print('after') return 1")
+    assert (r["stdout"], r["values"], r["stderr"], r["error"]) == ("after\n1", [1], "", None)
+    r = vm.execute_string("error('x')")
+    assert not r["success"] and "x" in r["error"] and r["values"] == []
+    r = vm.execute_string("return 2")
+    assert (r["success"], r["error"], r["stderr"], r["values"]) == (True, None, "", [2])
