@@ -6,7 +6,10 @@ pylua_bioxen_vm_lib 0.1.22, in one run.
 
 The orchestrator (this script without --worker) starts one worker subprocess per side and
 per run: `lupa`, `original`, `bioxen-ctypes` and `bioxen-cffi` (the last two are the same
-worker with BIOXEN_VM_BACKEND set). Before each worker it waits for a quiet machine (other
+worker with BIOXEN_VM_BACKEND set). The bioxen_vm workers measure both VM kinds: `basic`
+(embedded Lua) and `process` (a persistent child interpreter, the one given with
+--original-lua, so that the original and the process VMs run the same `lua`), the latter
+also with the worker pinned to one CPU. Before each worker it waits for a quiet machine (other
 processes using at most 20% of the CPU over 1 s, for at most 20 s), as the Rust benches do,
 and it records how much CPU other processes used while the worker ran. Each worker prints
 its per-operation medians as JSON; the table shows, per operation, the median over the
@@ -168,6 +171,10 @@ class Bioxen:
     def execute(self, vm, code):
         return vm.execute_string(code)
 
+    def new_process_vm(self, lua):
+        self._n += 1
+        return self.bx.create_vm("bench_p%d" % self._n, vm_type="process", lua_executable=lua)
+
 
 def _bioxen_backend_name(mod):
     for attr in ("BACKEND", "backend", "__backend__"):
@@ -198,7 +205,9 @@ def plan(side, quick):
                     rt=(1, n(5), 1), mem_n=n(100, 20), thr_k=6, thr_samples=n(3))
     return dict(create=(50, n(31), 32), exec_new=(50, n(31), 64), exec_cached=(500, n(31), 512),
                 fib=(1, n(7), 1), rt=(200, n(31), 128), mem_n=n(2000, 200), thr_k=12,
-                thr_samples=n(5))
+                thr_samples=n(5),
+                # process VMs: a round trip to the child takes tens of µs, create + free ms
+                proc_create=(2, n(15), 1), proc_exec=(20, n(31), 16), proc_rt=(20, n(31), 16))
 
 
 def bench_memory(side, n):
@@ -217,13 +226,13 @@ def bench_memory(side, n):
     return per
 
 
-def bench_threads(side, k, samples, define):
+def bench_threads(side, k, samples, define, keep_disturbed=False):
     """Speedup of 2 threads (one VM each) over 1 thread running the same calls in turn.
 
     A sample is one serial and one parallel measurement. Short bursts of other work on
     this 2-core machine hit exactly this measurement, so a sample during which other
     processes used more than BUSY_SHARE of the CPU is dropped and taken again (at most
-    3 × ``samples`` attempts)."""
+    3 × ``samples`` attempts), unless ``keep_disturbed`` (--no-wait: smoke runs)."""
     vms = [side.new_vm(), side.new_vm()]
     for vm in vms:
         define(vm)
@@ -253,7 +262,7 @@ def bench_threads(side, k, samples, define):
         for x in th:
             x.join()
         tp = time.perf_counter() - t
-        if other_share_since(*snap) > BUSY_SHARE:
+        if other_share_since(*snap) > BUSY_SHARE and not keep_disturbed:
             dropped += 1
             continue
         serial_t.append(ts)
@@ -270,7 +279,7 @@ def bench_threads(side, k, samples, define):
             "parallel_calls_s": calls / statistics.median(par_t)}
 
 
-def worker(side_name, quick, original_lua, original_path):
+def worker(side_name, quick, original_lua, original_path, no_wait=False):
     p = plan(side_name, quick)
     out = {"side": side_name}
     if side_name == "lupa":
@@ -330,12 +339,18 @@ def worker(side_name, quick, original_lua, original_path):
     elif side_name != "lupa":
         out.update(bench_bioxen_session(side, *p["rt"]))
 
+    # process VMs (bioxen_vm only): the same calls as the original's, on a child `lua`
+    if side_name == "bioxen":
+        out.update(bench_bioxen_process(side, original_lua, p))
+        out.update(bench_bioxen_process_pinned(side, original_lua, p))
+
     # threads
     def define(vm):
         if side_name != "original":
             side.execute(vm, FIB_DEF)
 
-    out["threads"] = bench_threads(side, p["thr_k"], p["thr_samples"], define)
+    out["threads"] = bench_threads(side, p["thr_k"], p["thr_samples"], define,
+                                   keep_disturbed=no_wait)
     return out
 
 
@@ -384,6 +399,87 @@ def bench_bioxen_session(side, warmup, samples, batch):
 
     res["rt_send_read"] = measure(via_send_read, warmup, samples, batch)
     m.shutdown_all()
+    return res
+
+
+def bench_bioxen_process(side, lua, p, prefix="proc_"):
+    """bioxen_vm's ``process`` VMs (a persistent child ``lua``): create + free, execute
+    (the same chunk and new code), and the two interactive round trips. Figures are stored
+    under ``prefix`` + the operation."""
+    res = {}
+    vm = side.new_process_vm(lua)
+    info = vm.info()
+    if info.get("vm_type") != "process":
+        raise RuntimeError("asked for a process VM, got %r" % (info,))
+    res["proc_version"] = "%s (%s)" % (info.get("lua_version"), info.get("lua_executable"))
+    r = side.execute(vm, "return 2+2")
+    assert r["stdout"] == "4" and r["values"] == [4], r
+    res[prefix + "exec"] = measure(lambda: side.execute(vm, "return 2+2"), *p["proc_exec"])
+    w, s, b = p["proc_exec"]
+    codes = iter(["return 2+2 --%d" % i for i in range(w + s * b + 10)])
+    res[prefix + "exec_new"] = measure(lambda: side.execute(vm, next(codes)), w, s, b)
+    side.free_vm(vm)
+
+    res[prefix + "create"] = measure(lambda: side.new_process_vm(lua).close(),
+                                     *p["proc_create"])
+
+    m = side.bx.VMManager(lua_executable=lua)
+    m.create_interactive_vm("piv", vm_type="process", lua_executable=lua)
+    if m.get_vm_info("piv").get("vm_type") != "process":
+        raise RuntimeError("the interactive VM is not a process VM")
+
+    def via_command():
+        out = m.execute_interactive_command("piv", "print(1+1)")
+        if (out or "").strip() != "2":
+            raise RuntimeError("process VM execute_interactive_command returned %r" % (out,))
+
+    res[prefix + "rt_command"] = measure(via_command, *p["proc_rt"])
+
+    def via_send_read():
+        m.send_input("piv", "print(1+1)")
+        out = m.read_output("piv", timeout=1.0)
+        if (out or "").strip() != "2":
+            raise RuntimeError("process VM read_output returned %r" % (out,))
+
+    res[prefix + "rt_send_read"] = measure(via_send_read, *p["proc_rt"])
+    m.shutdown_all()
+    m.close()
+    return res
+
+
+def _set_affinity_all_threads(cpus):
+    """Sets the CPU affinity of every thread of this process (Linux sets it per thread;
+    threads and children created afterwards inherit it); returns the previous ones."""
+    before = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            before[int(tid)] = os.sched_getaffinity(int(tid))
+            os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # the thread ended meanwhile
+            pass
+    return before
+
+
+def bench_bioxen_process_pinned(side, lua, p):
+    """The same with this process (all its threads) and its children pinned to one CPU:
+    a round trip to the child then never wakes the other CPU. The affinity is restored
+    afterwards."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return {}
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    before = _set_affinity_all_threads({cpu})
+    try:
+        res = bench_bioxen_process(side, lua, p, prefix="proc_pin_")
+    finally:
+        # Threads started meanwhile (still running) get this thread's former affinity.
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                os.sched_setaffinity(int(tid), before.get(int(tid), allowed))
+            except OSError:
+                pass
+    res.pop("proc_version", None)
+    res["proc_pin_cpu"] = cpu
     return res
 
 
@@ -448,6 +544,8 @@ def run_worker(side, backend, args):
         cmd += ["--original-path", os.path.abspath(args.original_path)]
     if args.quick:
         cmd.append("--quick")
+    if args.no_wait:
+        cmd.append("--no-wait")
     try:
         b0, t0 = cpu_snap()
         c0 = children_cpu_ticks()
@@ -572,7 +670,7 @@ def build_table(per_side, args, gates, wall, retried):
     rows = []
 
     def row(label, key, lupa_key=None, orig_key=None, target=None, met=None, is_mem=False,
-            lupa_note=None, orig_note=None, orig_ratio=True):
+            lupa_note=None, orig_note=None, orig_ratio=True, show_range=False):
         fmt = fmt_bytes if is_mem else fmt_ns
         lv = agg(L, lupa_key or key) if lupa_key != "-" else None
         ov = agg(O, orig_key or key) if orig_key != "-" else None
@@ -580,7 +678,15 @@ def build_table(per_side, args, gates, wall, retried):
         bv, bname = best(key)
         lupa_cell = fmt(lv) + (" " + lupa_note if lupa_note and lv is not None else "")
         orig_cell = fmt(ov) + (" " + orig_note if orig_note and ov is not None else "")
-        rows.append([label, lupa_cell, fmt(cv), fmt(fv), orig_cell, "n/a",
+
+        def cell(results, v):
+            # with show_range, also [min..max] of the per-run medians
+            if not show_range or v is None or len(results) < 2:
+                return fmt(v)
+            meds = [r[key]["median"] for r in results]
+            return "%s [%s..%s]" % (fmt(v), fmt(min(meds)), fmt(max(meds)))
+
+        rows.append([label, lupa_cell, cell(C, cv), cell(F, fv), orig_cell, "n/a",
                      fmt_ratio(ratio(bv, lv)),
                      fmt_ratio(ratio(ov, bv)) if orig_ratio else "n/a",
                      target or "–", (met(bv, lv, ov) if met and bv is not None else "–")])
@@ -625,6 +731,25 @@ def build_table(per_side, args, gates, wall, retried):
                  "n/a", "n/a", "≥ 1.8×",
                  ("yes" if tb[0] and tb[0] >= 1.8 else "NO") if tb[0] else "–"])
 
+    # process VMs: a persistent child `lua` (the original's interpreter) against the
+    # original's calls, which spawn a `lua` per call (create_vm: `lua -v`)
+    row("process VM: create + free", "proc_create", lupa_key="-", orig_key="create",
+        show_range=True)
+    row("process VM: execute `return 2+2` (same chunk)", "proc_exec", lupa_key="-",
+        orig_key="exec_new", show_range=True)
+    row("process VM: execute `return 2+2 --<n>` (new code each call)", "proc_exec_new",
+        lupa_key="-", orig_key="exec_new", show_range=True)
+    row("process VM: interactive round trip, `execute_interactive_command`",
+        "proc_rt_command", lupa_key="-", orig_key="rt_session", show_range=True)
+    row("process VM: interactive round trip, `send_input` + `read_output(timeout)`",
+        "proc_rt_send_read", lupa_key="-", orig_key="rt_session", show_range=True)
+    row("  process VM, worker and child pinned to one CPU: execute `return 2+2`",
+        "proc_pin_exec", lupa_key="-", orig_key="exec_new", show_range=True)
+    row("  same, pinned: `execute_interactive_command`", "proc_pin_rt_command",
+        lupa_key="-", orig_key="rt_session", show_range=True)
+    row("  same, pinned: `send_input` + `read_output(timeout)`", "proc_pin_rt_send_read",
+        lupa_key="-", orig_key="rt_session", show_range=True)
+
     hdr = ["operation (per call, median of per-run medians)", "lupa", "bioxen_vm ctypes",
            "bioxen_vm cffi", "original 0.1.22", "raw mlua", "bioxen_vm/lupa",
            "original/bioxen_vm", "target", "met?"]
@@ -648,6 +773,21 @@ def build_table(per_side, args, gates, wall, retried):
                  "per call); its fib(27) defines and calls fib in one `lua -e`; its round trip "
                  "is `send_input` (which sleeps 0.1 s) then `read_output(timeout=0.001)` polled "
                  "until the printed value appears.")
+    pv = sorted({r.get("proc_version") for r in C + F if r.get("proc_version")})
+    notes.append("- process VM rows: bioxen_vm's `vm_type=\"process\"` VMs, a persistent child "
+                 "interpreter (%s, the original's interpreter) behind the agent; "
+                 "`create_vm(..., vm_type=\"process\", lua_executable=...)` then "
+                 "`execute_string`, and `create_interactive_vm(..., vm_type=\"process\")` "
+                 "for the sessions. The original's column is the same as in the rows above: "
+                 "`create_vm` (which runs `lua -v`), `execute_string(\"return 2+2\")` (a new "
+                 "`lua -e` per call) and its session round trip. lupa has no process VMs. "
+                 "The bioxen_vm cells of these rows add [min..max] of the per-run medians: "
+                 "a round trip to the child is bimodal on this 2-vCPU virtual machine, about "
+                 "13-37 µs when the scheduler runs the worker and the child on the same CPU "
+                 "and 40-90 µs when the child is woken on the other (idle) CPU, and a run "
+                 "tends to stay in one mode; the pinned rows (worker and child on one CPU "
+                 "with `sched_setaffinity`, measured in the same worker right after) show "
+                 "the first mode alone." % (", ".join(pv) or "n/a"))
     for name, res in (("lupa", L), ("original", O), ("bioxen_vm ctypes", C),
                       ("bioxen_vm cffi", F)):
         others = [r["other_cpu"] for r in res]
@@ -720,7 +860,8 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke runs only)")
     ap.add_argument("--no-wait", action="store_true",
-                    help="skip the quiet-machine gate and the repeats of noisy workers")
+                    help="skip the quiet-machine gate and the repeats of noisy workers (and "
+                         "keep thread-scaling samples disturbed by other processes)")
     ap.add_argument("--retries", type=int, default=2,
                     help="repeat a worker up to this many times when other processes used "
                          "more than 20%% of the CPU while it ran (default 2)")
@@ -728,15 +869,17 @@ def main():
                     help="no more repeats once the run has taken this many seconds")
     ap.add_argument("--json", help="also write the raw per-run results to this file")
     ap.add_argument("--original-lua", default=shutil.which("lua5.4") or "lua",
-                    help="lua_executable for the original library (default: lua5.4 if "
-                         "installed, as the performance anchors did, else lua)")
+                    help="lua_executable for the original library and for bioxen_vm's "
+                         "process VMs (default: lua5.4 if installed, as the performance "
+                         "anchors did, else lua)")
     ap.add_argument("--original-path",
                     help="a directory holding the original pylua_bioxen_vm_lib 0.1.22 "
                          "(pip install --target DIR ...); searched first by its worker")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        res = worker(args.worker, args.quick, args.original_lua, args.original_path)
+        res = worker(args.worker, args.quick, args.original_lua, args.original_path,
+                     args.no_wait)
         sys.stdout.write("\n" + json.dumps(res) + "\n")
         return
     orchestrate(args)
