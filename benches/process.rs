@@ -32,13 +32,12 @@
 
 use bioxen_vm::ffi::{
     bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_execute, bioxen_vm_free, bioxen_vm_info,
-    bioxen_vm_manager_create_interactive_vm, bioxen_vm_manager_execute_interactive_command,
-    bioxen_vm_manager_free, bioxen_vm_manager_new, bioxen_vm_manager_read_output,
+    bioxen_vm_manager_execute_interactive_command, bioxen_vm_manager_read_output,
     bioxen_vm_manager_send_input, bioxen_vm_manager_vm_info, bioxen_vm_new, bioxen_vm_result,
     bioxen_vm_result_free,
 };
 use std::cell::Cell;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -50,6 +49,7 @@ use std::time::Instant;
 // three sides, so some of the shared harness stays unused here.
 #[allow(dead_code)]
 mod harness;
+use harness::manager::{cstring, LibManager};
 use harness::*;
 
 const LUA54: &str = "lua5.4";
@@ -76,10 +76,6 @@ const TABLE_HEADERS: [&str; 7] = [
     "met?",
     "other CPU",
 ];
-
-fn cstring(s: &str) -> CString {
-    CString::new(s).expect("no NUL inside")
-}
 
 fn process_options(lua: &str) -> String {
     format!(r#"{{"vm_type": "process", "lua_executable": "{lua}"}}"#)
@@ -177,32 +173,7 @@ impl Drop for LibVm {
     }
 }
 
-/// A manager created with `bioxen_vm_manager_new` and freed with `bioxen_vm_manager_free`.
-struct LibManager(u64);
-
 impl LibManager {
-    fn new(options: &str) -> Self {
-        let o = cstring(options);
-        let mut h = 0u64;
-        // SAFETY: `o` is NUL-terminated; `h` is valid for writes.
-        let st = unsafe { bioxen_vm_manager_new(o.as_ptr(), &mut h) };
-        assert_eq!(st, 0, "bioxen_vm_manager_new failed: {}", last_error());
-        LibManager(h)
-    }
-
-    fn create_session(&self, id: &CStr) {
-        // SAFETY: `id` is NUL-terminated; NULL options (the manager's defaults) are allowed.
-        let st = unsafe {
-            bioxen_vm_manager_create_interactive_vm(self.0, id.as_ptr(), std::ptr::null(), false)
-        };
-        assert_eq!(
-            st,
-            0,
-            "bioxen_vm_manager_create_interactive_vm failed: {}",
-            last_error()
-        );
-    }
-
     /// The pid of the child interpreter of VM `id`.
     fn pid(&self, id: &CStr) -> u32 {
         let mut out = bioxen_vm_bytes::empty();
@@ -270,13 +241,6 @@ impl LibManager {
         // SAFETY: `out` was filled by the library.
         unsafe { bioxen_vm_bytes_free(&mut out) };
         n
-    }
-}
-
-impl Drop for LibManager {
-    fn drop(&mut self) {
-        let st = bioxen_vm_manager_free(self.0);
-        assert_eq!(st, 0, "bioxen_vm_manager_free failed: {}", last_error());
     }
 }
 
@@ -1007,7 +971,7 @@ fn section_session(cx: &Ctx) -> (Vec<Row>, String) {
     ];
     let note = format!(
         "session: one manager created with {{\"vm_type\":\"process\",\"lua_executable\":\"lua5.4\"}}, one interactive VM per row \
-         (bioxen_vm_manager_create_interactive_vm, NULL options, not attached); execute_interactive_command(timeout_ms={READ_TIMEOUT_MS}) \
+         (NULL options, not attached); execute_interactive_command(timeout_ms={READ_TIMEOUT_MS}) \
          + bioxen_vm_bytes_free, or send_input + read_output(timeout_ms={READ_TIMEOUT_MS}, flags=0) + bytes_free; output checked on \
          every round trip (`print(x)` reads \"0\\n\" before timing); anchor: one `lua5.4 -i` per row started on a pseudo-terminal \
          (openpty, setsid, TIOCSCTTY; 80×24; default terminal mode: echo on, readline in use), the line written to the master \

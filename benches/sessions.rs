@@ -22,8 +22,7 @@
 //!   `getrusage(RUSAGE_SELF)` over 2 s of sleeping; `Threads` from `/proc/self/status`.
 
 use bioxen_vm::ffi::{
-    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_create_interactive_vm,
-    bioxen_vm_manager_execute_interactive_command, bioxen_vm_manager_free, bioxen_vm_manager_new,
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_execute_interactive_command,
     bioxen_vm_manager_read_output, bioxen_vm_manager_send_input,
 };
 use mlua::{Lua, MultiValue};
@@ -34,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod harness;
+use harness::manager::{cstring, LibManager};
 use harness::*;
 
 /// Sessions (or raw states) kept alive for the memory and idle measurements.
@@ -51,36 +51,7 @@ const PRINT: &str = "print(x)\n";
 // ---------------------------------------------------------------------------------------
 // The library, through its C ABI
 
-fn cstring(s: &str) -> CString {
-    CString::new(s).expect("no NUL inside")
-}
-
-/// A manager created with `bioxen_vm_manager_new` and freed with `bioxen_vm_manager_free`.
-struct LibManager(u64);
-
 impl LibManager {
-    fn new(options: &str) -> Self {
-        let o = cstring(options);
-        let mut h = 0u64;
-        // SAFETY: `o` is NUL-terminated; `h` is valid for writes.
-        let st = unsafe { bioxen_vm_manager_new(o.as_ptr(), &mut h) };
-        assert_eq!(st, 0, "bioxen_vm_manager_new failed: {}", last_error());
-        LibManager(h)
-    }
-
-    fn create_session(&self, id: &CStr) {
-        // SAFETY: `id` is NUL-terminated; NULL options are allowed.
-        let st = unsafe {
-            bioxen_vm_manager_create_interactive_vm(self.0, id.as_ptr(), std::ptr::null(), false)
-        };
-        assert_eq!(
-            st,
-            0,
-            "bioxen_vm_manager_create_interactive_vm failed: {}",
-            last_error()
-        );
-    }
-
     /// One round trip as a C caller does it: `send_input`, then `read_output` (waiting for
     /// the session to be idle), then `bytes_free`. Returns the status of the first failing
     /// call, or the number of output bytes read (`-1` when there was no output).
@@ -138,13 +109,6 @@ impl LibManager {
         // SAFETY: `out` was filled by the library.
         unsafe { bioxen_vm_bytes_free(&mut out) };
         Ok(n)
-    }
-}
-
-impl Drop for LibManager {
-    fn drop(&mut self) {
-        let st = bioxen_vm_manager_free(self.0);
-        assert_eq!(st, 0, "bioxen_vm_manager_free failed: {}", last_error());
     }
 }
 

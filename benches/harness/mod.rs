@@ -1,6 +1,9 @@
-//! The benchmarks' own small harness, shared by `vm.rs` and `sessions.rs`: paired timing of
-//! the library against its anchor, statistics, a gate that waits for a quiet machine, and
-//! the result table (text and Markdown).
+//! The benchmarks' own small harness, shared by `vm.rs`, `sessions.rs` and `process.rs`:
+//! paired timing of the library against its anchor, statistics, a gate that waits for a
+//! quiet machine, and the result table (text and Markdown).
+
+#[allow(dead_code)]
+pub mod manager;
 
 use bioxen_vm::ffi::bioxen_vm_last_error_message;
 use std::ffi::CStr;
