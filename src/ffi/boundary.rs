@@ -131,6 +131,26 @@ pub unsafe fn bytes<'a>(p: *const c_char, len: usize, what: &'static str) -> Res
     Ok(std::slice::from_raw_parts(p.cast::<u8>(), len))
 }
 
+/// The execution request made of `code_len` bytes of code at `code` and the JSON arguments
+/// `args_json` (NULL or ""; none), handed to `f`.
+///
+/// # Safety
+/// As [`bytes`] for `code`, as [`opt_text`] for `args_json`.
+pub unsafe fn with_request<R>(
+    code: *const c_char,
+    code_len: usize,
+    args_json: *const c_char,
+    f: impl FnOnce(&crate::vm::ExecRequest<'_>) -> Result<R>,
+) -> Result<R> {
+    let code = bytes(code, code_len, "code")?;
+    let args = json_args(opt_text(args_json, "args_json")?)?;
+    f(&crate::vm::ExecRequest {
+        code,
+        args: args.as_ref(),
+        chunk_name: None,
+    })
+}
+
 /// A required out-parameter.
 ///
 /// # Safety

@@ -1,10 +1,11 @@
 //! VM managers: namespaces of VMs by string id, with a worker pool each.
 
-use super::boundary::{bytes, call, json_args, ms_timeout, opt_out, opt_text, out, text};
+use super::boundary::{
+    bytes, call, json_args, ms_timeout, opt_out, opt_text, out, text, with_request,
+};
 use super::types::{bioxen_vm_bytes, bioxen_vm_result};
 use crate::manager::Manager;
 use crate::registry;
-use crate::vm::ExecRequest;
 use std::ffi::c_char;
 use std::sync::Arc;
 
@@ -100,17 +101,12 @@ pub unsafe extern "C" fn bioxen_vm_manager_execute(
 ) -> i32 {
     call(|| {
         let id = text(vm_id, "vm_id")?;
-        let code = bytes(code, code_len, "code")?;
-        let args = json_args(opt_text(args_json, "args_json")?)?;
-        let out_result = out(out_result, "out_result")?;
-        let req = ExecRequest {
-            code,
-            args: args.as_ref(),
-            chunk_name: None,
-        };
-        let o = registry::manager(manager)?.execute(id, &req, ms_timeout(timeout_ms))?;
-        *out_result = o.into();
-        Ok(())
+        with_request(code, code_len, args_json, |req| {
+            let out_result = out(out_result, "out_result")?;
+            let o = registry::manager(manager)?.execute(id, req, ms_timeout(timeout_ms))?;
+            *out_result = o.into();
+            Ok(())
+        })
     })
 }
 

@@ -2,7 +2,7 @@
 //! hot loop of a caller that runs many small chunks allocates nothing once the buffers are
 //! large enough.
 
-use super::boundary::{bytes, call, json_args, ms_timeout, opt_text, out};
+use super::boundary::{call, ms_timeout, out, text, with_request};
 use super::types::{bioxen_vm_bytes, bioxen_vm_result};
 use crate::error::{Error, Result};
 use crate::registry;
@@ -178,15 +178,10 @@ pub unsafe extern "C" fn bioxen_vm_execute_into(
     out_result: *mut *const bioxen_vm_result,
 ) -> i32 {
     call(|| {
-        let code = bytes(code, code_len, "code")?;
-        let args = json_args(opt_text(args_json, "args_json")?)?;
-        let vm = registry::vm(vm)?;
-        let req = ExecRequest {
-            code,
-            args: args.as_ref(),
-            chunk_name: None,
-        };
-        run_into(buffer, out_result, &vm, &req, ms_timeout(timeout_ms))
+        with_request(code, code_len, args_json, |req| {
+            let vm = registry::vm(vm)?;
+            run_into(buffer, out_result, &vm, req, ms_timeout(timeout_ms))
+        })
     })
 }
 
@@ -208,15 +203,10 @@ pub unsafe extern "C" fn bioxen_vm_manager_execute_into(
     out_result: *mut *const bioxen_vm_result,
 ) -> i32 {
     call(|| {
-        let id = super::boundary::text(vm_id, "vm_id")?;
-        let code = bytes(code, code_len, "code")?;
-        let args = json_args(opt_text(args_json, "args_json")?)?;
-        let vm = registry::manager(manager)?.get(id)?;
-        let req = ExecRequest {
-            code,
-            args: args.as_ref(),
-            chunk_name: None,
-        };
-        run_into(buffer, out_result, &vm, &req, ms_timeout(timeout_ms))
+        let id = text(vm_id, "vm_id")?;
+        with_request(code, code_len, args_json, |req| {
+            let vm = registry::manager(manager)?.get(id)?;
+            run_into(buffer, out_result, &vm, req, ms_timeout(timeout_ms))
+        })
     })
 }

@@ -1,10 +1,10 @@
 //! Standalone VMs (the original's `create_vm`): a VM with a handle of its own.
 
-use super::boundary::{bytes, call, json_args, ms_timeout, opt_out, opt_text, out};
+use super::boundary::{bytes, call, json_args, ms_timeout, opt_out, opt_text, out, with_request};
 use super::types::{bioxen_vm_bytes, bioxen_vm_result};
 use crate::registry;
 use crate::vm::options::parse_object;
-use crate::vm::{ExecRequest, Vm, VmOptions};
+use crate::vm::{Vm, VmOptions};
 use once_cell::sync::Lazy;
 use std::ffi::c_char;
 
@@ -81,18 +81,12 @@ pub unsafe extern "C" fn bioxen_vm_execute(
     out_result: *mut bioxen_vm_result,
 ) -> i32 {
     call(|| {
-        let code = bytes(code, code_len, "code")?;
-        let args = json_args(opt_text(args_json, "args_json")?)?;
-        let out_result = out(out_result, "out_result")?;
-        let vm = registry::vm(vm)?;
-        let req = ExecRequest {
-            code,
-            args: args.as_ref(),
-            chunk_name: None,
-        };
-        let o = vm.execute(&req, ms_timeout(timeout_ms))?;
-        *out_result = o.into();
-        Ok(())
+        with_request(code, code_len, args_json, |req| {
+            let out_result = out(out_result, "out_result")?;
+            let o = registry::vm(vm)?.execute(req, ms_timeout(timeout_ms))?;
+            *out_result = o.into();
+            Ok(())
+        })
     })
 }
 
