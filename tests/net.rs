@@ -13,10 +13,20 @@ const NETWORKED: &str = r#"{"networked": true, "lua_executable": "lua5.4"}"#;
 
 /// `n` consecutive ports that are free on 127.0.0.1 right now (in 20000–59999).
 fn free_ports(n: u16) -> u16 {
-    let seed =
-        (std::process::id() as u64 * 7919 + Instant::now().elapsed().as_nanos() as u64) % 4000;
-    for attempt in 0..400u64 {
-        let base = 20000 + ((seed + attempt * 97) % 4000) as u16 * 10;
+    // Tests in this binary run in parallel and each releases its ports
+    // before the child Lua binds them, so every call starts at a block no
+    // earlier call in this process was given: a process-wide counter, seeded
+    // from the pid and the wall clock so concurrent test binaries differ too.
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(u64::MAX);
+    let seed = std::process::id() as u64 * 7919
+        + std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    let _ = NEXT.compare_exchange(u64::MAX, seed % 4000, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..400 {
+        let block = NEXT.fetch_add(1, Ordering::SeqCst) % 4000;
+        let base = 20000 + block as u16 * 10;
         let held: Vec<_> = (0..n)
             .map_while(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).ok())
             .collect();
