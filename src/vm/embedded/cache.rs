@@ -1,9 +1,14 @@
 //! A bounded cache of compiled chunks, keyed by the code bytes, so that running the same
 //! code again skips compilation. Least recently used entries are evicted first; code larger
 //! than `MAX_CACHED_CODE` is never kept.
+//!
+//! Code is admitted on its second run: a doorkeeper (a small direct-mapped table of code
+//! hashes) remembers what ran once. A stream of code that never repeats (generated code with
+//! values pasted in) then neither evicts the chunks that do repeat nor pays for keeping
+//! chunks it will never run again; code that repeats compiles twice instead of once.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::os::raw::c_int;
 
 /// A fast multiplicative hash (the one rustc uses). The keys are the VM owner's own code and
@@ -45,6 +50,9 @@ impl Hasher for FxHasher {
 /// Largest code (bytes) the cache keeps.
 pub const MAX_CACHED_CODE: usize = 64 << 10;
 
+/// Slots of the doorkeeper (a power of two): hashes of code that ran once and was not kept.
+const DOORKEEPER_SLOTS: usize = 256;
+
 pub struct ChunkCache {
     /// The chunk found last, checked before hashing: running the same code again (the
     /// common case in a loop) costs one comparison.
@@ -52,6 +60,8 @@ pub struct ChunkCache {
     map: HashMap<Box<[u8]>, (c_int, u64), BuildHasherDefault<FxHasher>>,
     capacity: usize,
     tick: u64,
+    /// Hash of code seen once, per slot (0: empty); allocated on first use.
+    seen: Vec<u64>,
 }
 
 impl ChunkCache {
@@ -61,6 +71,7 @@ impl ChunkCache {
             map: HashMap::default(),
             capacity,
             tick: 0,
+            seen: Vec::new(),
         }
     }
 
@@ -90,9 +101,24 @@ impl ChunkCache {
         found
     }
 
-    /// Whether `code` may be kept.
-    pub fn accepts(&self, code: &[u8]) -> bool {
-        self.capacity > 0 && code.len() <= MAX_CACHED_CODE
+    /// Whether `code`, just compiled after a miss, is to be kept: on its second run (as far
+    /// as the doorkeeper remembers), when the cache is on and the code not too large.
+    pub fn admits(&mut self, code: &[u8]) -> bool {
+        if self.capacity == 0 || code.len() > MAX_CACHED_CODE {
+            return false;
+        }
+        if self.seen.is_empty() {
+            self.seen = vec![0; DOORKEEPER_SLOTS];
+        }
+        let hash = BuildHasherDefault::<FxHasher>::default().hash_one(code) | 1;
+        let slot = &mut self.seen[(hash >> 32) as usize & (DOORKEEPER_SLOTS - 1)];
+        if *slot == hash {
+            *slot = 0;
+            true
+        } else {
+            *slot = hash;
+            false
+        }
     }
 
     /// Keeps `chunk` for `code`; returns the chunk evicted to make room, which the caller
@@ -127,6 +153,7 @@ mod tests {
     #[test]
     fn least_recently_used_is_evicted_and_last_never_is() {
         let mut c = ChunkCache::new(2);
+        assert!(!c.admits(b"a") && c.admits(b"a"));
         assert_eq!(c.insert(b"a", 1), None);
         assert_eq!(c.insert(b"b", 2), None);
         assert_eq!(c.get(b"a"), Some(1));
@@ -139,6 +166,24 @@ mod tests {
         assert_eq!(c.insert(b"d", 4), Some(1));
         assert_eq!(c.get(b"c"), Some(3));
         assert_eq!(c.get(b"d"), Some(4));
-        assert!(!ChunkCache::new(0).accepts(b"x"));
+        let mut off = ChunkCache::new(0);
+        assert!(!off.admits(b"x") && !off.admits(b"x"));
+    }
+
+    #[test]
+    fn code_is_admitted_on_its_second_run() {
+        let mut c = ChunkCache::new(4);
+        let big = vec![b' '; super::MAX_CACHED_CODE + 1];
+        assert!(!c.admits(&big) && !c.admits(&big));
+        assert!(!c.admits(b"x = 1"));
+        // Code running once in between (up to the doorkeeper's memory) does not make it
+        // forget, unless it lands on the same slot.
+        let others: Vec<Vec<u8>> = (0..8).map(|i| format!("y = {i}").into_bytes()).collect();
+        for o in &others {
+            assert!(!c.admits(o));
+        }
+        assert!(c.admits(b"x = 1"));
+        // Admitted once: the next miss of the same code starts counting again.
+        assert!(!c.admits(b"x = 1"));
     }
 }

@@ -67,7 +67,7 @@ const NOT_EXPR_CAPACITY: usize = 256;
 /// Keeps the compiled `chunk` under `key` when `cache` takes it (releasing what it evicts);
 /// returns whether the caller must release `chunk` after running it.
 fn keep(main: &MainState, cache: &mut ChunkCache, key: &[u8], chunk: c_int) -> bool {
-    if !cache.accepts(key) {
+    if !cache.admits(key) {
         return true;
     }
     if let Some(old) = cache.insert(key, chunk) {
