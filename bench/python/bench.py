@@ -5,8 +5,10 @@ pylua_bioxen_vm_lib 0.1.22, in one run.
     python bench/python/bench.py [--runs 5] [--quick] [--no-wait] [--json PATH]
 
 The orchestrator (this script without --worker) starts one worker subprocess per side and
-per run: `lupa`, `original`, `bioxen-ctypes` and `bioxen-cffi` (the last two are the same
-worker with BIOXEN_VM_BACKEND set). The bioxen_vm workers measure both VM kinds: `basic`
+per run: `lupa`, `original`, and three bioxen_vm configurations (the same worker with
+BIOXEN_VM_BACKEND and BIOXEN_VM_FASTCALL set): `ctypes` and `cffi` alone, and `fastcall`
+(cffi, with synchronous executions through the compiled bioxen_vm._fastcall, the default
+when the install built it). The bioxen_vm workers measure both VM kinds: `basic`
 (embedded Lua) and `process` (a persistent child interpreter, the one given with
 --original-lua, so that the original and the process VMs run the same `lua`), the latter
 also with the worker pinned to one CPU. Before each worker it waits for a quiet machine (other
@@ -154,8 +156,11 @@ class Bioxen:
     def __init__(self):
         import bioxen_vm
         self.bx = bioxen_vm
-        self.backend = _bioxen_backend_name(bioxen_vm)
-        self.version = "bioxen_vm %s (%s backend)" % (bioxen_vm.__version__, self.backend)
+        self.backend = "%s:%d" % (_bioxen_backend_name(bioxen_vm),
+                                  int(bool(getattr(bioxen_vm, "FASTCALL", False))))
+        self.version = "bioxen_vm %s (%s backend, fast path %s)" % (
+            bioxen_vm.__version__, self.backend.split(":")[0],
+            "on" if self.backend.endswith(":1") else "off")
         self._n = 0
 
     def new_vm(self):
@@ -533,8 +538,8 @@ def wait_quiet():
 
 def run_worker(side, backend, args):
     env = dict(os.environ)
-    if backend:
-        env["BIOXEN_VM_BACKEND"] = backend
+    if backend:  # "ctypes:0": the backend, and whether the compiled fast path is on
+        env["BIOXEN_VM_BACKEND"], env["BIOXEN_VM_FASTCALL"] = backend.split(":")
     cwd = tempfile.mkdtemp(prefix="bxbench-cwd-")
     home = tempfile.mkdtemp(prefix="bxbench-home-")
     env["HOME"] = home
@@ -568,7 +573,10 @@ def run_worker(side, backend, args):
 
 
 SIDES = [("lupa", None, "lupa"), ("original", None, "original"),
-         ("bioxen", "ctypes", "bioxen_vm ctypes"), ("bioxen", "cffi", "bioxen_vm cffi")]
+         ("bioxen", "ctypes:0", "bioxen_vm ctypes"), ("bioxen", "cffi:0", "bioxen_vm cffi"),
+         ("bioxen", "cffi:1", "bioxen_vm fastcall")]
+#: The bioxen_vm configurations, in the table's column order.
+BIOXEN = ("bioxen_vm ctypes", "bioxen_vm cffi", "bioxen_vm fastcall")
 
 
 def machine():
@@ -655,17 +663,14 @@ def fmt_ratio(r):
 
 def build_table(per_side, args, gates, wall, retried):
     L, O = per_side["lupa"], per_side["original"]
-    C, F = per_side["bioxen_vm ctypes"], per_side["bioxen_vm cffi"]
+    B = [per_side[label] for label in BIOXEN]
 
     def best(key, sub="median", higher=False):
-        c, f = agg(C, key, sub), agg(F, key, sub)
-        if c is None:
-            return f, "cffi"
-        if f is None:
-            return c, "ctypes"
-        if higher:
-            return (c, "ctypes") if c >= f else (f, "cffi")
-        return (c, "ctypes") if c <= f else (f, "cffi")
+        found = [(v, label) for label, res in zip(BIOXEN, B)
+                 for v in [agg(res, key, sub)] if v is not None]
+        if not found:
+            return None, None
+        return (max if higher else min)(found, key=lambda t: t[0])
 
     rows = []
 
@@ -674,8 +679,7 @@ def build_table(per_side, args, gates, wall, retried):
         fmt = fmt_bytes if is_mem else fmt_ns
         lv = agg(L, lupa_key or key) if lupa_key != "-" else None
         ov = agg(O, orig_key or key) if orig_key != "-" else None
-        cv, fv = agg(C, key), agg(F, key)
-        bv, bname = best(key)
+        bv, _ = best(key)
         lupa_cell = fmt(lv) + (" " + lupa_note if lupa_note and lv is not None else "")
         orig_cell = fmt(ov) + (" " + orig_note if orig_note and ov is not None else "")
 
@@ -686,7 +690,8 @@ def build_table(per_side, args, gates, wall, retried):
             meds = [r[key]["median"] for r in results]
             return "%s [%s..%s]" % (fmt(v), fmt(min(meds)), fmt(max(meds)))
 
-        rows.append([label, lupa_cell, cell(C, cv), cell(F, fv), orig_cell, "n/a",
+        rows.append([label, lupa_cell] + [cell(res, agg(res, key)) for res in B] +
+                    [orig_cell, "n/a",
                      fmt_ratio(ratio(bv, lv)),
                      fmt_ratio(ratio(ov, bv)) if orig_ratio else "n/a",
                      target or "–", (met(bv, lv, ov) if met and bv is not None else "–")])
@@ -724,10 +729,10 @@ def build_table(per_side, args, gates, wall, retried):
         v, lo, hi = t
         return "n/a" if v is None else "%.2f× [%.2f..%.2f]" % (v, lo, hi)
 
-    tl, to, tc, tf = thr(L), thr(O), thr(C), thr(F)
-    tb = max([t for t in (tc, tf) if t[0] is not None], key=lambda t: t[0], default=(None,) * 3)
+    tl, to, tbs = thr(L), thr(O), [thr(res) for res in B]
+    tb = max([t for t in tbs if t[0] is not None], key=lambda t: t[0], default=(None,) * 3)
     rows.append(["2 threads × 1 VM vs 1 thread running the chunk twice, fib(27): speedup",
-                 fmt_thr(tl), fmt_thr(tc), fmt_thr(tf), fmt_thr(to), "n/a",
+                 fmt_thr(tl)] + [fmt_thr(t) for t in tbs] + [fmt_thr(to), "n/a",
                  "n/a", "n/a", "≥ 1.8×",
                  ("yes" if tb[0] and tb[0] >= 1.8 else "NO") if tb[0] else "–"])
 
@@ -750,17 +755,21 @@ def build_table(per_side, args, gates, wall, retried):
     row("  same, pinned: `send_input` + `read_output(timeout)`", "proc_pin_rt_send_read",
         lupa_key="-", orig_key="rt_session", show_range=True)
 
-    hdr = ["operation (per call, median of per-run medians)", "lupa", "bioxen_vm ctypes",
-           "bioxen_vm cffi", "original 0.1.22", "raw mlua", "bioxen_vm/lupa",
-           "original/bioxen_vm", "target", "met?"]
+    hdr = ["operation (per call, median of per-run medians)", "lupa"] + list(BIOXEN) + [
+        "original 0.1.22", "raw mlua", "bioxen_vm/lupa", "original/bioxen_vm", "target",
+        "met?"]
     lines = ["| " + " | ".join(hdr) + " |",
-             "|" + "|".join(["---"] + ["---:"] * 7 + ["---", "---"]) + "|"]
+             "|" + "|".join(["---"] + ["---:"] * 8 + ["---", "---"]) + "|"]
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
 
     notes = []
-    notes.append("- Ratios use the faster bioxen_vm backend for each row. `raw mlua` is N/A "
-                 "from Python (the Rust benches compare against it: `cargo bench --bench vm`).")
+    notes.append("- Ratios use the fastest bioxen_vm configuration for each row. `bioxen_vm "
+                 "fastcall` is the package's default when `pip install` could compile "
+                 "`bioxen_vm._fastcall` (cffi for everything else); the ctypes and cffi "
+                 "columns are each backend alone (`BIOXEN_VM_FASTCALL=0`).")
+    notes.append("- `raw mlua` is N/A from Python (the Rust benches compare against it: "
+                 "`cargo bench --bench vm`).")
     notes.append("- 2 threads: a sample times 12 calls (6 for the original) on each of 2 VMs, "
                  "first from one thread (alternating VMs), then from 2 threads (one VM each); "
                  "the speedup is serial time / parallel time, median over the samples of a run, "
@@ -773,7 +782,7 @@ def build_table(per_side, args, gates, wall, retried):
                  "per call); its fib(27) defines and calls fib in one `lua -e`; its round trip "
                  "is `send_input` (which sleeps 0.1 s) then `read_output(timeout=0.001)` polled "
                  "until the printed value appears.")
-    pv = sorted({r.get("proc_version") for r in C + F if r.get("proc_version")})
+    pv = sorted({r.get("proc_version") for res in B for r in res if r.get("proc_version")})
     notes.append("- process VM rows: bioxen_vm's `vm_type=\"process\"` VMs, a persistent child "
                  "interpreter (%s, the original's interpreter) behind the agent; "
                  "`create_vm(..., vm_type=\"process\", lua_executable=...)` then "
@@ -788,15 +797,14 @@ def build_table(per_side, args, gates, wall, retried):
                  "tends to stay in one mode; the pinned rows (worker and child on one CPU "
                  "with `sched_setaffinity`, measured in the same worker right after) show "
                  "the first mode alone." % (", ".join(pv) or "n/a"))
-    for name, res in (("lupa", L), ("original", O), ("bioxen_vm ctypes", C),
-                      ("bioxen_vm cffi", F)):
+    for name, res in [("lupa", L), ("original", O)] + list(zip(BIOXEN, B)):
         others = [r["other_cpu"] for r in res]
         notes.append("- %s: %s; %d runs; other processes' CPU while it ran: max %.1f%%." % (
             name, res[0]["version"], len(res), 100 * max(others)))
     worst = []
-    for name, res, keys in (("bioxen_vm ctypes", C, ("exec_cached", "rt_command")),
-                            ("bioxen_vm cffi", F, ("exec_cached", "rt_command")),
-                            ("lupa", L, ("compiled_call", "exec_cached"))):
+    for name, res, keys in [(label, res, ("exec_cached", "rt_command"))
+                            for label, res in zip(BIOXEN, B)] + [
+                                ("lupa", L, ("compiled_call", "exec_cached"))]:
         for k in keys:
             s = spread(res, k)
             if s is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the bioxen_vm Python package into a venv under target/ and runs its test suite
-# twice, once per native backend (ctypes, then cffi); fails if either run fails.
+# three times: on each native backend (ctypes, then cffi) with the compiled execution path
+# off, then in the default configuration (cffi and bioxen_vm._fastcall); fails if any fails.
 #
 #   bash bindings/python/run_tests.sh [PYTEST ARGS...]
 #
@@ -23,13 +24,19 @@ venv=$repo/target/pyvenv
 export PIP_CACHE_DIR=$repo/target/pip-cache
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PYTHONDONTWRITEBYTECODE=1
-unset BIOXEN_VM_LIB BIOXEN_VM_BACKEND PYLUA_DEBUG BIOXEN_VM_LOG PYTHONPATH || true
+unset BIOXEN_VM_LIB BIOXEN_VM_BACKEND BIOXEN_VM_FASTCALL PYLUA_DEBUG BIOXEN_VM_LOG PYTHONPATH || true
 
 mkdir -p "$repo/target"
 if [ ! -x "$venv/bin/python" ]; then
     echo "==> creating $venv"
     python3 -m venv "$venv"
 fi
+# The compiled fast path must build cleanly (setup.py builds it with warnings on, but a
+# failed build there only leaves it out; here a warning fails the run).
+echo "==> cc -std=c99 -Wall -Wextra -Werror bioxen_vm/_fastcall.c"
+py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+"${CC:-cc}" -std=c99 -Wall -Wextra -Werror -fsyntax-only -I"$py_include" -I"$repo/include" \
+    "$here/bioxen_vm/_fastcall.c"
 echo "==> pip install pytest cffi ./bindings/python (builds libbioxen_vm)"
 "$venv/bin/pip" install --quiet pytest cffi
 "$venv/bin/pip" install --quiet --force-reinstall --no-deps "$here"
@@ -66,18 +73,25 @@ case "$loaded_init" in
 esac
 echo "==> installed package: $loaded_init, library $loaded_path (sha256 ${loaded_sha:0:12}...)"
 
+# Three configurations: each backend on its own (the compiled fast path off), then the
+# default one (cffi with executions through bioxen_vm._fastcall, which the install must
+# have built: a silent fallback would make that run a copy of the second).
 status=0
-for backend in ctypes cffi; do
-    echo "==> pytest with BIOXEN_VM_BACKEND=$backend"
+for config in ctypes:0 cffi:0 cffi:1; do
+    backend=${config%:*}
+    fastcall=${config#*:}
+    echo "==> pytest with BIOXEN_VM_BACKEND=$backend BIOXEN_VM_FASTCALL=$fastcall"
     if ! BIOXEN_VM_BACKEND=$backend BIOXEN_VM_EXPECT_BACKEND=$backend \
+        BIOXEN_VM_FASTCALL=$fastcall BIOXEN_VM_EXPECT_FASTCALL=$fastcall \
+        BIOXEN_VM_EXPECT_FASTCALL_BUILT=1 \
         BIOXEN_VM_EXPECT_LIB_SHA256=$fresh_sha BIOXEN_VM_REQUIRE_INSTALLED=1 \
         "$venv/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$here" \
         -c "$here/pyproject.toml" "$here/tests" "$@"; then
-        echo "!!! run_tests.sh: the suite failed with the $backend backend" >&2
+        echo "!!! run_tests.sh: the suite failed with $backend, fast path $fastcall" >&2
         status=1
     fi
 done
 if [ "$status" -eq 0 ]; then
-    echo "==> Python tests passed with both backends"
+    echo "==> Python tests passed with both backends, with and without the fast path"
 fi
 exit "$status"

@@ -8,8 +8,11 @@ Environment:
 * ``BIOXEN_VM_PREBUILT_LIB=/path/to/libbioxen_vm.so``: bundle that file, skip cargo.
 * ``CARGO`` (the cargo to run), ``CARGO_TARGET_DIR`` (where cargo builds): as for cargo.
 
-The wheel holds a native library but no Python extension, so it is tagged
-``py3-none-<platform>``.
+It also compiles ``bioxen_vm._fastcall`` (``bioxen_vm/_fastcall.c``), the execution hot path
+in C against the CPython API. It is optional: without a C compiler or the Python headers
+(Debian: ``python3-dev``) the build goes on without it and the package runs executions
+through its ctypes or cffi backend alone. It does not link the library (it is handed the
+loaded library's function addresses at import), so the wheel is tagged for this CPython.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
@@ -94,25 +97,21 @@ class BuildPyWithNative(build_py):
 
 cmdclass = {"build_py": BuildPyWithNative}
 
-try:
-    try:
-        from setuptools.command.bdist_wheel import bdist_wheel as _bdist_wheel
-    except ImportError:
-        from wheel.bdist_wheel import bdist_wheel as _bdist_wheel  # type: ignore
 
-    class BdistWheelPlatform(_bdist_wheel):  # type: ignore[misc,valid-type]
-        """A platform wheel (it holds a native library) for any Python 3."""
+def header_dir() -> str:
+    """Where ``bioxen_vm.h`` is for compiling the extension (the checkout's include/)."""
+    include = REPO / "include"
+    if (include / "bioxen_vm.h").is_file():
+        return str(include)
+    return str(HERE / "bioxen_vm")
 
-        def finalize_options(self) -> None:
-            super().finalize_options()
-            self.root_is_pure = False
 
-        def get_tag(self):  # type: ignore[no-untyped-def]
-            _python, _abi, plat = super().get_tag()
-            return "py3", "none", plat
+fastcall = Extension(
+    "bioxen_vm._fastcall",
+    sources=["bioxen_vm/_fastcall.c"],
+    include_dirs=[header_dir()],
+    extra_compile_args=["-std=c99", "-Wall", "-Wextra"] if sys.platform != "win32" else [],
+    optional=True,
+)
 
-    cmdclass["bdist_wheel"] = BdistWheelPlatform
-except ImportError:  # pragma: no cover - no wheel support installed
-    pass
-
-setup(version=crate_version(), cmdclass=cmdclass)
+setup(version=crate_version(), cmdclass=cmdclass, ext_modules=[fastcall])

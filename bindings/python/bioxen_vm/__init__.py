@@ -4,7 +4,9 @@ The public API of the original ``pylua_bioxen_vm_lib`` (0.1.22) with the same na
 ``create_vm``, ``VMManager``, ``InteractiveSession``, ``SessionManager``, ``VMCluster``,
 ``LuaProcess``, ``NetworkedLuaVM``, the exception hierarchy, and ``VMLogger``. Each VM is a
 sandboxed Lua state of the C library (``libbioxen_vm``), loaded at run time through ctypes
-or cffi (``BIOXEN_VM_BACKEND``); the GIL is released while Lua runs.
+or cffi (``BIOXEN_VM_BACKEND``), with synchronous executions compiled against the CPython
+API when ``pip install`` could build that (``FASTCALL``); the GIL is released while Lua
+runs.
 
     >>> from bioxen_vm import create_vm
     >>> with create_vm("demo") as vm:
@@ -19,6 +21,7 @@ from typing import Any, Mapping, Optional, Union
 from . import _log as _log_setup  # noqa: F401  (installs the native log callback)
 from . import exceptions, logger
 from ._native import backend as _backend
+from ._execute import FASTCALL as _FASTCALL
 from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
                          InteractiveSessionError, InvalidHandleError, IOThreadError,
                          JobCancelledError, LuaNotFoundError, LuaProcessError,
@@ -42,6 +45,10 @@ __version__: str = _backend.version()
 BACKEND: str = _backend.name
 #: The shared library this process loaded.
 LIBRARY_PATH: str = _backend.path
+#: True when synchronous executions take the compiled path (``bioxen_vm._fastcall``, built
+#: by ``pip install`` when a C compiler and the Python headers are present; turned off with
+#: ``BIOXEN_VM_FASTCALL=0``), False when they go through the backend.
+FASTCALL: bool = _FASTCALL
 
 __all__ = [
     # classes
@@ -62,7 +69,7 @@ __all__ = [
     "VMLogger", "ManagedLuaVM", "JobFuture", "XCPngConnectionError", "BioxenVMValueError",
     "InvalidHandleError", "UnsupportedError", "VMInterruptedError", "VMMemoryLimitError",
     "VMPoisonedError", "BioxenVMInternalError", "JobCancelledError", "WaitTimeoutError",
-    "VMNotFoundError", "VMAlreadyExistsError", "BACKEND", "LIBRARY_PATH",
+    "VMNotFoundError", "VMAlreadyExistsError", "BACKEND", "LIBRARY_PATH", "FASTCALL",
     "exceptions", "logger",
 ]
 

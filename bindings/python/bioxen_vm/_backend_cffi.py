@@ -118,8 +118,11 @@ class CffiBackend:
             return None
         return self.ffi.string(message).decode("utf-8", "replace")
 
-    def _fail(self, status: int) -> None:
+    def fail(self, status: int) -> None:
         raise error_from_status(status, self.last_error_message())
+
+    def function_address(self, c_name: str) -> int:
+        return int(self.ffi.cast("uintptr_t", self.functions[c_name]))
 
     # --- calling conventions --------------------------------------------------------------
 
@@ -129,7 +132,7 @@ class CffiBackend:
         holder = self.ffi.new("bioxen_vm_result_buffer **")
         status = self.functions["bioxen_vm_result_buffer_new"](holder)
         if status:
-            self._fail(status)
+            self.fail(status)
         return (holder[0], self.ffi.new("bioxen_vm_result **"), None, None)
 
     def _free_into_slots(self) -> None:
@@ -140,7 +143,7 @@ class CffiBackend:
             free(self._into_slots.pop()[0])
 
     def _wrap(self, kind: str, c_fn: Any, nullable: "frozenset[int]") -> Callable[..., Any]:
-        fail = self._fail
+        fail = self.fail
         null = self.ffi.NULL
 
         if nullable:
@@ -284,7 +287,7 @@ class CffiBackend:
         callback = self._log_cb if enabled else self.ffi.NULL
         status = self.functions["bioxen_vm_set_log_callback"](callback, self.ffi.NULL, max_level)
         if status:
-            self._fail(status)
+            self.fail(status)
 
     def manager_attach(self, manager: int, vm_id: bytes, token: Optional[int]) -> None:
         if token is None:
@@ -293,10 +296,10 @@ class CffiBackend:
             callback, ud = self._output_cb, self.ffi.cast("void *", token)
         status = self.functions["bioxen_vm_manager_attach"](manager, vm_id, callback, ud)
         if status:
-            self._fail(status)
+            self.fail(status)
 
     def job_on_done(self, job: int, token: int) -> None:
         status = self.functions["bioxen_vm_job_on_done"](
             job, self._job_cb, self.ffi.cast("void *", token))
         if status:
-            self._fail(status)
+            self.fail(status)

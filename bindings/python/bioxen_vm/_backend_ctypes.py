@@ -166,8 +166,11 @@ class CtypesBackend:
         message = self._last_error()
         return None if message is None else message.decode("utf-8", "replace")
 
-    def _fail(self, status: int) -> None:
+    def fail(self, status: int) -> None:
         raise error_from_status(status, self.last_error_message())
+
+    def function_address(self, c_name: str) -> int:
+        return ctypes.cast(self.functions[c_name], c_void_p).value or 0
 
     # --- calling conventions --------------------------------------------------------------
 
@@ -177,7 +180,7 @@ class CtypesBackend:
         buffer = c_void_p()
         status = self.functions["bioxen_vm_result_buffer_new"](byref(buffer))
         if status:
-            self._fail(status)
+            self.fail(status)
         return [buffer, byref(POINTER(Result)()), None]
 
     def _free_into_slots(self) -> None:
@@ -188,7 +191,7 @@ class CtypesBackend:
             free(self._into_slots.pop()[0])
 
     def _wrap(self, kind: str, fn: Any) -> Callable[..., Any]:
-        fail = self._fail
+        fail = self.fail
         bytes_free = self._bytes_free
         result_free = self._result_free
 
@@ -286,15 +289,15 @@ class CtypesBackend:
         status = self.functions["bioxen_vm_set_log_callback"](
             self._log_cb if enabled else LOG_FN(), None, max_level)
         if status:
-            self._fail(status)
+            self.fail(status)
 
     def manager_attach(self, manager: int, vm_id: bytes, token: Optional[int]) -> None:
         status = self.functions["bioxen_vm_manager_attach"](
             manager, vm_id, self._output_cb if token is not None else OUTPUT_FN(), token)
         if status:
-            self._fail(status)
+            self.fail(status)
 
     def job_on_done(self, job: int, token: int) -> None:
         status = self.functions["bioxen_vm_job_on_done"](job, self._job_cb, token)
         if status:
-            self._fail(status)
+            self.fail(status)

@@ -13,6 +13,7 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequ
 from . import _convert
 from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
                        result_dict, text_arg, timeout_ms)
+from ._execute import manager_execute
 from ._handles import own
 from ._log import sync_level
 from ._native import backend, dispatch
@@ -240,13 +241,11 @@ class VMManager:
         idb = self._id(vm_id)
         code = code_arg(lua_code)
         try:
-            r = backend.manager_execute_into(self._h(), idb, code, len(code), args_arg(args),
-                                             timeout_ms(timeout))
+            return manager_execute(self._h(), idb, code, args_arg(args), timeout_ms(timeout))
         except VMTimeoutError as exc:
             if timeout is not None:
                 retitle_timeout(exc, timeout)
             raise
-        return result_dict(r)
 
     def execute_vm_async(self, vm_id: str, lua_code: Union[str, bytes],
                          timeout: Optional[float] = None,

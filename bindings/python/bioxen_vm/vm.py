@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 from . import _convert
 from ._convert import NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms
+from ._execute import execute, manager_execute
 from ._handles import own
 from ._log import sync_level
 from ._native import backend
@@ -147,11 +148,11 @@ class LuaProcess:
 
     # --- executions (shared by every VM kind) ----------------------------------------------
 
-    def _run(self, code: bytes, args: bytes, ms: int) -> Any:
+    def _run(self, code: Union[str, bytes], args: bytes, ms: int) -> Dict[str, Any]:
         handle = self._handle
         if not handle:
             raise InvalidHandleError("VM has been closed")
-        return backend.execute_into(handle, code, len(code), args, ms)
+        return execute(handle, code, args, ms)
 
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.execute_async(self._h(), code, len(code), args, ms)
@@ -173,18 +174,14 @@ class LuaProcess:
         ``args``: a list, passed as JSON, arriving as the chunk's ``...``.
         Blank code raises ``ValueError`` ("Lua code cannot be empty").
         """
-        if type(lua_code) is str:
-            code = lua_code.encode("utf-8", "surrogateescape")
-        else:
-            code = code_arg(lua_code)
+        code = lua_code if type(lua_code) is str else code_arg(lua_code)
         ms = 0 if timeout is None else timeout_ms(timeout)
         try:
-            r = self._run(code, NO_JSON if args is None else args_arg(args), ms)
+            return self._run(code, NO_JSON if args is None else args_arg(args), ms)
         except VMTimeoutError as exc:
             if timeout is not None:
                 retitle_timeout(exc, timeout)
             raise
-        return result_dict(r)
 
     def execute_file(self, script_path: PathLike, timeout: Optional[float] = None
                      ) -> Dict[str, Any]:
@@ -353,9 +350,8 @@ class ManagedLuaVM(LuaProcess):
     def __repr__(self) -> str:
         return f"ManagedLuaVM(vm_id={self.vm_id!r})"
 
-    def _run(self, code: bytes, args: bytes, ms: int) -> Any:
-        return backend.manager_execute_into(self._manager._h(), self._id, code, len(code), args,
-                                            ms)
+    def _run(self, code: Union[str, bytes], args: bytes, ms: int) -> Dict[str, Any]:
+        return manager_execute(self._manager._h(), self._id, code, args, ms)
 
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),

@@ -4,6 +4,8 @@ Environment checked at start (run_tests.sh sets them; unset, nothing is checked)
 * ``BIOXEN_VM_EXPECT_BACKEND``: the backend the package must have chosen.
 * ``BIOXEN_VM_EXPECT_LIB_SHA256``: the SHA-256 of the library the package must have loaded
   (the freshly built one); anything else stops the run.
+* ``BIOXEN_VM_EXPECT_FASTCALL``: ``1`` if executions must take the compiled fast path
+  (``bioxen_vm._fastcall`` was built by the install), ``0`` if they must not.
 * ``BIOXEN_VM_REQUIRE_INSTALLED=1``: the package must be imported from an installation,
   not from the source tree.
 """
@@ -28,6 +30,7 @@ REPO = SOURCE_DIR.parents[1]
 
 def pytest_report_header(config: pytest.Config) -> str:
     return (f"bioxen_vm {bioxen_vm.__version__}: backend {bioxen_vm.BACKEND}, "
+            f"fastcall {bioxen_vm.FASTCALL}, "
             f"library {bioxen_vm.LIBRARY_PATH}, package {Path(bioxen_vm.__file__).parent}")
 
 
@@ -36,6 +39,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     expected_backend = os.environ.get("BIOXEN_VM_EXPECT_BACKEND")
     if expected_backend and bioxen_vm.BACKEND != expected_backend:
         problems.append(f"backend is {bioxen_vm.BACKEND}, expected {expected_backend}")
+    expected_fastcall = os.environ.get("BIOXEN_VM_EXPECT_FASTCALL")
+    if expected_fastcall and bioxen_vm.FASTCALL != (expected_fastcall == "1"):
+        problems.append(f"FASTCALL is {bioxen_vm.FASTCALL}, expected {expected_fastcall} "
+                        "(was bioxen_vm._fastcall built by the install?)")
     expected_sha = os.environ.get("BIOXEN_VM_EXPECT_LIB_SHA256")
     if expected_sha:
         with open(bioxen_vm.LIBRARY_PATH, "rb") as f:
