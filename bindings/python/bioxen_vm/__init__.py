@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional, Union
 from . import _log as _log_setup  # noqa: F401  (installs the native log callback)
 from . import exceptions, logger
 from ._native import backend as _backend
-from ._execute import FASTCALL as _FASTCALL
+from ._hotpath import FASTCALL as _FASTCALL
 from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
                          InteractiveSessionError, InvalidHandleError, IOThreadError,
                          JobCancelledError, LuaNotFoundError, LuaProcessError,

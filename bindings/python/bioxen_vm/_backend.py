@@ -11,7 +11,7 @@ Besides the attributes named after the C functions (``bioxen_vm_manager_execute`
   ``last_error_message() -> str | None``;
 * ``fail(status)``: raises the exception of a failed call (reading the thread's last error);
 * ``function_address(c_name) -> int``: where the loaded library's function is (for the
-  compiled fast path, :mod:`._execute`);
+  compiled fast path, :mod:`._hotpath`);
 * ``set_log_callback(enabled: bool, max_level: int)``: installs (or removes) the one
   native log callback, which calls ``dispatch.on_log(level, target, message)``;
 * ``manager_attach(manager, vm_id, token: int | None)``: attaches a session; with a token

@@ -13,7 +13,7 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequ
 from . import _convert
 from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
                        result_dict, text_arg, timeout_ms)
-from ._execute import manager_execute
+from ._hotpath import manager_execute, read_output, send_input
 from ._handles import own
 from ._log import sync_level
 from ._native import backend, dispatch
@@ -386,16 +386,11 @@ class VMManager:
         idb = self._ids.get(vm_id) if type(vm_id) is str else None  # hot path: inlined
         if idb is None:
             idb = self._id(vm_id)
-        if type(input_str) is str:
-            data = input_str.encode("utf-8", "surrogateescape")
-        else:
-            data = code_arg(input_str, "input_str")
-        if not data.endswith(b"\n"):
-            data += b"\n"
+        data = input_str if type(input_str) is str else code_arg(input_str, "input_str")
         handle = self._handle
         if not handle or _tls.current is not None:
             handle = self._check_reentry(idb)
-        backend.manager_send_input(handle, idb, data, len(data))
+        send_input(handle, idb, data)
 
     def read_output(self, vm_id: str, timeout: Optional[float] = 0.1) -> Optional[str]:
         """The session's buffered output (stdout and stderr in order), or None if none.
@@ -413,8 +408,7 @@ class VMManager:
             ms = _ceil(timeout * 1000)
         else:
             ms = timeout_ms(timeout, none_ms=FOREVER_MS)
-        data = backend.manager_read_output(handle, idb, ms, 0)
-        return None if data is None else data.decode("utf-8", "replace")
+        return read_output(handle, idb, ms, 0)
 
     def _read_output_raw(self, vm_id: str, timeout: Optional[float], flags: int
                          ) -> Optional[bytes]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
 from . import _convert
 from ._convert import NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms
-from ._execute import execute, manager_execute
+from ._hotpath import execute, manager_execute
 from ._handles import own
 from ._log import sync_level
 from ._native import backend

@@ -18,7 +18,7 @@ from typing import Any, Dict
 import pytest
 
 import bioxen_vm
-from bioxen_vm import _execute
+from bioxen_vm import _hotpath
 from bioxen_vm import exceptions as E
 from bioxen_vm._convert import result_dict
 from bioxen_vm._native import backend
@@ -32,7 +32,7 @@ def _module() -> Any:
             raise AssertionError("bioxen_vm._fastcall was not built by the install")
         pytest.skip("bioxen_vm._fastcall is not built (no C compiler or Python headers)")
     if not bioxen_vm.FASTCALL and not getattr(_module, "bound", False):
-        _execute.bind(module, backend)
+        _hotpath.bind(module, backend)
         _module.bound = True  # type: ignore[attr-defined]
     return module
 
@@ -153,7 +153,7 @@ def test_bad_python_arguments(fast: Any, vm: Any, manager: Any) -> None:
     with pytest.raises(ValueError, match="NUL"):
         fast.manager_execute(m, b"a\0b", b"return 1", b"", 0)
     with pytest.raises(RuntimeError, match="already bound"):
-        _execute.bind(fast, backend)
+        _hotpath.bind(fast, backend)
     assert fast.execute(h, b"return 1", b"", 0)["values"] == [1]
 
 
@@ -205,8 +205,86 @@ def test_no_leak_per_call(fast: Any, vm: Any) -> None:
     assert _rss_kib() - before < 2048
 
 
+def _pure_send(m: int, vm_id: bytes, data: Any) -> None:
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    backend.manager_send_input(m, vm_id, data, len(data))
+
+
+def _pure_read(m: int, vm_id: bytes, ms: int) -> Any:
+    data = backend.manager_read_output(m, vm_id, ms, 0)
+    return None if data is None else data.decode("utf-8", "replace")
+
+
+# Session input: with and without its newline, str and bytes, longer than the 256-byte
+# stack buffer used to add a newline, output that is not UTF-8 or holds NUL.
+SESSION_INPUT = [
+    "print(1+1)",
+    "print(1+1)\n",
+    b"x = 41",
+    b"print(x + 1)",
+    "print('" + "w" * 300 + "')",
+    "io.write('\\xff\\xfe', 'a\\0b', '\\n')",
+    "print('\u00fc \U0001F600')",
+    "error('session error')",
+    "for i = 1, 3 do\nprint(i)\nend",
+    "local t = {",
+    "1}",
+]
+
+
+def test_the_session_round_trip_is_the_same(fast: Any, manager: Any) -> None:
+    manager.create_interactive_vm("fast_s")
+    manager.create_interactive_vm("pure_s")
+    m = manager._h()
+    assert fast.read_output(m, b"fast_s", 1000, 0) == _pure_read(m, b"pure_s", 1000)
+    for line in SESSION_INPUT:
+        fast.send_input(m, b"fast_s", line)
+        _pure_send(m, b"pure_s", line)
+        a = fast.read_output(m, b"fast_s", 5000, 0)
+        b = _pure_read(m, b"pure_s", 5000)
+        if a is not None and b is not None:  # each VM's tables have their own addresses
+            a, b = (re.sub(r"table: 0x[0-9a-f]+", "table", x) for x in (a, b))
+        assert a == b, (line, a, b)
+    # Nothing buffered: None from both, without waiting and after waiting.
+    assert fast.read_output(m, b"fast_s", 0, 0) is None
+    assert fast.read_output(m, b"fast_s", 50, 0) is None and _pure_read(m, b"pure_s", 50) is None
+
+
+def test_session_failures_are_the_same(fast: Any, manager: Any) -> None:
+    manager.create_vm("plain")
+    m = manager._h()
+    pairs = [
+        (lambda: fast.send_input(m, b"plain", "x = 1"),
+         lambda: _pure_send(m, b"plain", "x = 1")),
+        (lambda: fast.read_output(m, b"plain", 0, 0), lambda: _pure_read(m, b"plain", 0)),
+        (lambda: fast.send_input(m, b"nope", "x = 1"), lambda: _pure_send(m, b"nope", "x = 1")),
+        (lambda: fast.read_output(m, b"\xff", 0, 0), lambda: _pure_read(m, b"\xff", 0)),
+        (lambda: fast.send_input(987654321, b"plain", b"x"),
+         lambda: _pure_send(987654321, b"plain", b"x")),
+    ]
+    for fast_call, pure_call in pairs:
+        a, b = _raised(fast_call), _raised(pure_call)
+        assert type(a) is type(b) and str(a) == str(b), (a, b)
+    assert isinstance(_raised(pairs[0][0]), E.SessionNotFoundError)
+    with pytest.raises(ValueError, match="NUL"):
+        fast.send_input(m, b"a\0b", "x")
+    with pytest.raises(TypeError, match="code must be str or bytes"):
+        fast.send_input(m, b"plain", None)
+    with pytest.raises(TypeError):
+        fast.read_output(m, b"plain", 0)
+    with pytest.raises(OverflowError):
+        fast.read_output(m, b"plain", -5, 0)
+    # The manager still works.
+    manager.create_interactive_vm("after")
+    fast.send_input(m, b"after", "print('ok')")
+    assert fast.read_output(m, b"after", 5000, 0) == "ok\n"
+
+
 def test_the_package_uses_the_path_it_reports() -> None:
     if bioxen_vm.FASTCALL:
-        assert _execute.execute is importlib.import_module("bioxen_vm._fastcall").execute
+        assert _hotpath.execute is importlib.import_module("bioxen_vm._fastcall").execute
     else:
-        assert _execute.execute.__module__ == "bioxen_vm._execute"
+        assert _hotpath.execute.__module__ == "bioxen_vm._hotpath"
