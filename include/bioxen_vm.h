@@ -1082,8 +1082,10 @@ int32_t bioxen_vm_manager_clone_session(uint64_t manager,
 
 /**
  * Writes the manager's sessions as JSON (free with `bioxen_vm_bytes_free`):
- * `{vm_id: {attached, running, idle, last_activity (Unix seconds), executions,
- * queued_lines, incomplete_input, buffered_bytes, dropped_bytes, terminated}}`.
+ * `{vm_id: {attached, running, evaluating, idle, last_activity (Unix seconds), executions,
+ * queued_lines, incomplete_input, buffered_bytes, dropped_bytes, terminated}}`. `running`
+ * is the original library's flag (the session is live and takes input); `evaluating` says
+ * that input is being evaluated or queued, `idle` the opposite.
  * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
  *
  * # Safety

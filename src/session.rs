@@ -460,7 +460,9 @@ impl Session {
         let st = self.state.lock();
         serde_json::json!({
             "attached": st.attached,
-            "running": st.evaluating || !st.queue.is_empty(),
+            // As the original's "running" (its `lua -i` child alive): the session takes input.
+            "running": !st.terminated,
+            "evaluating": st.evaluating || !st.queue.is_empty(),
             "idle": st.queue.is_empty() && !st.evaluating,
             "last_activity": st.last_activity,
             "executions": st.executions,

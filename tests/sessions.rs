@@ -334,7 +334,9 @@ fn list_clone_and_counters() {
     let list = take_json(b);
     assert_eq!(list["a"]["attached"], true);
     assert_eq!(list["a"]["executions"], 2);
-    assert_eq!(list["a"]["running"], false);
+    assert_eq!(list["a"]["running"], true);
+    assert_eq!(list["a"]["evaluating"], false);
+    assert_eq!(list["a"]["idle"], true);
     assert!(list["a"]["last_activity"].as_f64().unwrap() > 1.7e9);
     assert_eq!(list["b"]["attached"], false);
     m.command("a", "x = 1");

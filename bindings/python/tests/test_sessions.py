@@ -142,7 +142,7 @@ def test_interrupt_keeps_the_session(manager):
     def interrupt_soon():
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            if manager.list_interactive_sessions()["int"]["running"]:
+            if manager.list_interactive_sessions()["int"]["evaluating"]:
                 break
             time.sleep(0.005)
         s.interrupt()
@@ -192,6 +192,9 @@ def test_list_sessions_and_stats(manager):
     assert set(sessions) == {"a", "b"}
     for details in sessions.values():
         assert {"attached", "running", "last_activity"} <= set(details)
+        # The original's "running": the session is live (its child was alive), idle or not.
+        assert details["running"] is True
+        assert details["evaluating"] is False and details["idle"] is True
     assert sessions["a"]["attached"] and not sessions["b"]["attached"]
     assert set(manager.list_sessions()) == {"a", "b"}
     stats = manager.get_stats()
