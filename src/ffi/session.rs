@@ -183,7 +183,10 @@ pub unsafe extern "C" fn bioxen_vm_manager_send_input(
 /// `*out_output` is empty; bindings return None). With `timeout_ms` > 0 it first waits, up
 /// to that long, until all queued input is evaluated (with `BIOXEN_VM_READ_ANY_OUTPUT`:
 /// until there is any output); the waiting thread evaluates queued input itself when no
-/// worker is at it, so no caller needs to sleep. `flags`: see `bioxen_vm_read`.
+/// worker is at it, so no caller needs to sleep. A timeout never interrupts the session: a
+/// line the waiting thread is evaluating when the timeout passes runs to its end first, so
+/// the call can return later than `timeout_ms` by up to one line's evaluation time.
+/// `flags`: see `bioxen_vm_read`.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT (flags),
 /// SESSION_NOT_FOUND.
 ///
@@ -226,7 +229,9 @@ pub unsafe extern "C" fn bioxen_vm_manager_read_output(
 
 /// Sends `command` to the session of `vm_id`, waits up to `timeout_ms` (0: no limit) for
 /// the session to be idle, and writes everything it printed (stdout and stderr, merged) to
-/// `*out_output` (free with `bioxen_vm_bytes_free`).
+/// `*out_output` (free with `bioxen_vm_bytes_free`). The calling thread evaluates the
+/// command itself; as for `bioxen_vm_manager_read_output`, a timeout does not interrupt the
+/// line being evaluated, which runs to its end first.
 /// Statuses: those of `bioxen_vm_manager_send_input`.
 ///
 /// # Safety

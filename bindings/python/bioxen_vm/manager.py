@@ -396,7 +396,9 @@ class VMManager:
         """The session's buffered output (stdout and stderr in order), or None if none.
 
         With a ``timeout`` (seconds) it first waits, up to that long, until all input sent
-        so far is evaluated; 0 does not wait; None waits without limit.
+        so far is evaluated; 0 does not wait; None waits without limit. The waiting thread
+        evaluates queued input itself when no worker is at it, and a timeout never interrupts
+        the session: a line it is evaluating when the timeout passes runs to its end first.
         """
         idb = self._ids.get(vm_id) if type(vm_id) is str else None  # hot path: inlined
         if idb is None:

@@ -294,3 +294,22 @@ def test_output_buffer_and_many_sessions(manager):
         manager.send_input(f"many{i}", f"print({i} * 2)")
     for i in range(50):
         assert manager.read_output(f"many{i}", timeout=10) == f"{i * 2}\n"
+
+
+def test_a_read_timeout_never_interrupts_the_line_it_evaluates(manager):
+    # The documented contract: the reader may evaluate queued input itself (when no worker
+    # got to it first), and a timeout that passes meanwhile lets the line finish: it is not
+    # interrupted and its output is complete.
+    manager.create_interactive_vm("slow")
+    manager.send_input("slow", "local t = os.clock() while os.clock() - t < 0.4 do end "
+                               "finished = true print('done')")
+    started = time.monotonic()
+    out = manager.read_output("slow", timeout=0.05)
+    took = time.monotonic() - started
+    if out is None:  # a pool worker took the line first: the timeout bounded the wait
+        assert took < 0.3
+        out = manager.read_output("slow", timeout=5)
+    else:  # this thread evaluated it: the line ran to its end, past the timeout
+        assert took >= 0.3
+    assert out == "done\n"
+    assert manager.execute_interactive_command("slow", "print(finished)") == "true\n"
