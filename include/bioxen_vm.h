@@ -1101,13 +1101,14 @@ int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes
 /**
  * Creates a standalone VM and writes its handle to `*out_vm`.
  *
- * `options_json` (NULL or "" for defaults) is a JSON object: `vm_type` ("basic"; other
- * kinds give UNSUPPORTED in this version), `sandbox` ("default" | "trusted"),
+ * `options_json` (NULL or "" for defaults) is a JSON object: `vm_type` ("basic", the
+ * default, or "process": a persistent child `lua_executable`, default "lua"; "ssh" and
+ * "xcpng" give UNSUPPORTED in this version), `sandbox` ("default" | "trusted"),
  * `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
  * execution, 0 = none), `debug_mode`, `max_output` (bytes kept per output stream per
  * execution, default 16 MiB), `chunk_cache` (compiled chunks kept, default 64; code is
- * kept from its second run on, 0 turns the cache off), and for compatibility
- * `persistent`, `networked`, `lua_executable`. Unknown keys are an error.
+ * kept from its second run on, 0 turns the cache off), `lua_executable`, and for
+ * compatibility `persistent`, `networked`. Unknown keys are an error.
  *
  * The caller owns the handle and frees it with `bioxen_vm_free`. Any thread.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT.
