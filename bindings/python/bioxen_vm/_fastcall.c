@@ -56,6 +56,16 @@ static PyObject *k_stdout, *k_stderr, *k_return_code, *k_success, *k_values, *k_
  * with no deletions clones its key table, so filling it never resizes). */
 static PyObject *template;
 
+/* The library functions this module calls, in the order `bind` stores them; exported to
+ * Python as `FUNCTIONS`, the names whose addresses `bind` wants. */
+#define N_FUNCTIONS 7
+static const char *const FUNCTIONS[N_FUNCTIONS] = {
+    "bioxen_vm_execute_into",       "bioxen_vm_manager_execute_into",
+    "bioxen_vm_result_buffer_new",  "bioxen_vm_result_buffer_free",
+    "bioxen_vm_manager_send_input", "bioxen_vm_manager_read_output",
+    "bioxen_vm_bytes_free",
+};
+
 /* The address of the C function `name` in `addresses` (a dict of name -> int), or NULL
  * with an exception. */
 static void *address(PyObject *addresses, const char *name)
@@ -88,15 +98,9 @@ static PyObject *fc_bind(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_RuntimeError, "bind: already bound to a library");
         return NULL;
     }
-    void *p[7];
-    static const char *const names[7] = {
-        "bioxen_vm_execute_into",       "bioxen_vm_manager_execute_into",
-        "bioxen_vm_result_buffer_new",  "bioxen_vm_result_buffer_free",
-        "bioxen_vm_manager_send_input", "bioxen_vm_manager_read_output",
-        "bioxen_vm_bytes_free",
-    };
-    for (int i = 0; i < 7; i++)
-        if ((p[i] = address(addresses, names[i])) == NULL)
+    void *p[N_FUNCTIONS];
+    for (int i = 0; i < N_FUNCTIONS; i++)
+        if ((p[i] = address(addresses, FUNCTIONS[i])) == NULL)
             return NULL;
     /* Object pointers to function pointers: the addresses come from dlsym. */
     manager_execute_into = (manager_execute_into_fn)p[1];
@@ -164,14 +168,14 @@ static PyObject *values(const bioxen_vm_bytes *b)
         return NULL;
     PyObject *cached = PyDict_GetItemWithError(values_cache, key); /* borrowed */
     PyObject *list;
-    if (cached != NULL && PyTuple_CheckExact(cached) && b->len <= LAST_MAX) {
+    if (cached != NULL && PyTuple_CheckExact(cached)) {
         list = PySequence_List(cached);
-        Py_INCREF(cached);
-        Py_XSETREF(last_values, cached);
-        memcpy(last_json, b->data, b->len);
-        last_len = b->len;
-    } else if (cached != NULL && PyTuple_CheckExact(cached)) {
-        list = PySequence_List(cached);
+        if (b->len <= LAST_MAX) {
+            Py_INCREF(cached);
+            Py_XSETREF(last_values, cached);
+            memcpy(last_json, b->data, b->len);
+            last_len = b->len;
+        }
     } else if (PyErr_Occurred()) {
         list = NULL;
     } else {
@@ -475,5 +479,22 @@ PyMODINIT_FUNC PyInit__fastcall(void)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         if (PyDict_SetItem(template, keys[i], Py_None))
             return NULL;
-    return PyModule_Create(&module);
+    PyObject *names = PyTuple_New(N_FUNCTIONS);
+    if (names == NULL)
+        return NULL;
+    for (int i = 0; i < N_FUNCTIONS; i++) {
+        PyObject *name = PyUnicode_FromString(FUNCTIONS[i]);
+        if (name == NULL) {
+            Py_DECREF(names);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL || PyModule_AddObject(m, "FUNCTIONS", names) < 0) {
+        Py_DECREF(names);
+        Py_XDECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -28,21 +28,14 @@ import os
 from types import ModuleType
 from typing import Any, Callable, Dict, Optional, Union
 
-from ._convert import _values_cache, result_dict, values_of
+from ._convert import _values_cache, code_arg, result_dict, values_of
 from ._native import backend
 
 _OFF = ("0", "off", "no", "false")
 
-#: The C functions the compiled module calls.
-FUNCTIONS = ("bioxen_vm_execute_into", "bioxen_vm_manager_execute_into",
-             "bioxen_vm_result_buffer_new", "bioxen_vm_result_buffer_free",
-             "bioxen_vm_manager_send_input", "bioxen_vm_manager_read_output",
-             "bioxen_vm_bytes_free")
-
-
 def bind(module: ModuleType, native: Any) -> None:
     """Points the compiled module at ``native``'s library and helpers (once per process)."""
-    addresses = {name: native.function_address(name) for name in FUNCTIONS}
+    addresses = {name: native.function_address(name) for name in module.FUNCTIONS}
     module.bind(addresses, values_of, _values_cache, native.fail)
     atexit.register(module.release)
 
@@ -81,19 +74,16 @@ else:
     _read_output = backend.manager_read_output
 
     def execute(vm: int, code: Code, args: bytes, ms: int) -> Dict[str, Any]:
-        if type(code) is str:
-            code = code.encode("utf-8", "surrogateescape")
+        code = code_arg(code)
         return result_dict(_execute_into(vm, code, len(code), args, ms))
 
     def manager_execute(manager: int, vm_id: bytes, code: Code, args: bytes,
                         ms: int) -> Dict[str, Any]:
-        if type(code) is str:
-            code = code.encode("utf-8", "surrogateescape")
+        code = code_arg(code)
         return result_dict(_manager_execute_into(manager, vm_id, code, len(code), args, ms))
 
     def send_input(manager: int, vm_id: bytes, data: Code) -> None:
-        if type(data) is str:
-            data = data.encode("utf-8", "surrogateescape")
+        data = code_arg(data, "input_str")
         if not data.endswith(b"\n"):
             data += b"\n"
         _send_input(manager, vm_id, data, len(data))
