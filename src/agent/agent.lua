@@ -1,19 +1,20 @@
-local body = [==[
--- bioxen_vm agent: runs Lua code for a host over length-prefixed frames on
--- stdin/stdout (see PROTOCOL.md). Lua 5.1-5.4, standard library only.
--- Started as `lua -e <this text>` (the text must not begin with '-': lua 5.4
--- would take it for an option). It loads this body under the chunk name
--- "=(bioxen_agent)" so that its frames can be cut from user tracebacks.
+-- bioxen_vm agent: runs Lua code for a host over length-prefixed frames (see
+-- PROTOCOL.md). Lua 5.1-5.4, standard library only. The interpreter is started
+-- as `lua -e <bootstrap>`; the bootstrap reads this text from stdin and runs it
+-- under the chunk name "=(bioxen_agent)" (so that its frames can be cut from
+-- user tracebacks). Requests arrive on stdin; frames go out on descriptor 3;
+-- the interpreter's real stdout and stderr belong to user code and the
+-- processes it starts, and the host captures them apart from the frames.
 local type, tostring, tonumber, select, next, pcall, xpcall, error, rawget, setmetatable =
       type, tostring, tonumber, select, next, pcall, xpcall, error, rawget, setmetatable
 local format, byte, char, sub, find, gsub, gmatch, match =
       string.format, string.byte, string.char, string.sub, string.find, string.gsub, string.gmatch, string.match
-local concat, floor, huge, mtype = table.concat, math.floor, math.huge, math.type
+local concat, sort, floor, huge, mtype = table.concat, table.sort, math.floor, math.huge, math.type
 local unpack = table.unpack or unpack
 local rawlen = rawlen or function(t) return #t end
 local io, os, debug = io, os, debug
 local dgetmt, dsetmt, traceback = debug.getmetatable, debug.setmetatable, debug.traceback
-local exit, tmpname, remove = os.exit, os.tmpname, os.remove
+local exit = os.exit
 local real_open = io.open
 local LUA51 = _VERSION == "Lua 5.1"
 local loadstring, load = loadstring, load
@@ -21,20 +22,40 @@ local NOSTDIN = "stdin is not available in a process VM"
 local BINARY = "attempt to load a binary chunk (mode is 't')"
 
 ---------------------------------------------------------------- frames
-local OUT, IN = io.stdout, io.stdin
+local IN, RAW_OUT = io.stdin, io.stdout
+local OUT = real_open("/dev/fd/3", "wb")
+if not OUT then
+  io.stderr:write("bioxen_vm agent: cannot open the frame channel /dev/fd/3\n")
+  exit(71)
+end
 local fwrite, fflush, fread = OUT.write, OUT.flush, IN.read
+local raw_flush = RAW_OUT.flush
 OUT:setvbuf("full")
 
+-- Every frame for a request carries the request's token (TOK, #TOK as TOKN):
+-- a frame the host did not ask for, or one left over from an earlier request,
+-- is told apart at once. LIMIT bounds what one request may send back in its
+-- values and error text (the host's max_output).
+local TOK, TOKN, LIMIT = "", "0", 16777216
+
 local function send(kind, a) -- kind carries its trailing space: "out "
-  fwrite(OUT, kind, #a, "\n", a)
+  fwrite(OUT, kind, TOKN, " ", #a, "\n", TOK, a)
   fflush(OUT)
 end
+-- Cuts text to one byte past LIMIT: the host keeps LIMIT and counts the cut.
+local function bounded(s)
+  if #s > LIMIT + 1 then return sub(s, 1, LIMIT + 1) end
+  return s
+end
 local function send_done(status, values, err)
-  fwrite(OUT, "done ", #status, " ", #values, " ", #err, "\n", status, values, err)
+  err = bounded(err)
+  raw_flush(RAW_OUT)
+  fwrite(OUT, "done ", TOKN, " ", #status, " ", #values, " ", #err, "\n", TOK, status, values, err)
   fflush(OUT)
 end
 local function fatal(msg)
-  send("fatal ", msg)
+  fwrite(OUT, "fatal ", #msg, "\n", msg)
+  fflush(OUT)
   exit(70)
 end
 
@@ -129,12 +150,38 @@ local function enc_num(v)
   return s
 end
 
-local B, BN, PATH = {}, 0, {}
+-- The JSON text is built in B[1..BN]; BS counts its bytes, which may not pass
+-- LIMIT: the encoder stops with TOOBIG as soon as they would.
+local B, BN, BS, PATH = {}, 0, 0, {}
 local MAX_DEPTH = 64
+local TOOBIG = {}
 local enc
 
+local function put(s)
+  BS = BS + #s
+  if BS > LIMIT then error(TOOBIG, 0) end
+  BN = BN + 1; B[BN] = s
+end
+
+-- The JSON text of a table key as a value (for sorting and for $lua_pairs).
+local function key_json(k)
+  local tk = type(k)
+  if tk == "string" then return enc_str(k) end
+  if tk == "number" then return enc_num(k) end
+  if tk == "boolean" then return k and "true" or "false" end
+  return enc_str(opaque(k))
+end
+
+-- The JSON object key a table key becomes.
+local function key_text(k)
+  local tk = type(k)
+  if tk == "string" then return k end
+  if tk == "number" or tk == "boolean" then return tostring(k) end
+  return opaque(k)
+end
+
 local function enc_table(t, depth)
-  if depth >= MAX_DEPTH or PATH[t] then BN = BN + 1; B[BN] = enc_str(opaque(t)); return end
+  if depth >= MAX_DEPTH or PATH[t] then put(enc_str(opaque(t))); return end
   PATH[t] = true
   local n = rawlen(t)
   local count, arr = 0, n > 0
@@ -143,56 +190,84 @@ local function enc_table(t, depth)
     if arr and not (type(k) == "number" and k >= 1 and k <= n and k == floor(k)) then arr = false end
   end
   if arr and count == n then
-    BN = BN + 1; B[BN] = "["
+    put("[")
     for i = 1, n do
-      if i > 1 then BN = BN + 1; B[BN] = "," end
+      if i > 1 then put(",") end
       enc(rawget(t, i), depth + 1)
     end
-    BN = BN + 1; B[BN] = "]"
+    put("]")
   else
-    BN = BN + 1; B[BN] = "{"
-    local first = true
-    for k, v in next, t do
-      if first then first = false else BN = BN + 1; B[BN] = "," end
-      local tk = type(k)
-      if tk == "string" then k = enc_str(k)
-      elseif tk == "number" or tk == "boolean" then k = enc_str(tostring(k))
-      else k = enc_str(opaque(k)) end
-      BN = BN + 1; B[BN] = k .. ":"
-      enc(v, depth + 1)
+    -- Keys that collide as JSON object keys (1 and "1") make the table a
+    -- sorted list of pairs, so that nothing is lost.
+    local seen, clash = {}, false
+    for k in next, t do
+      local kt = key_text(k)
+      if seen[kt] then clash = true; break end
+      seen[kt] = true
     end
-    BN = BN + 1; B[BN] = "}"
+    if clash then
+      local pairs_, m = {}, 0
+      for k, v in next, t do m = m + 1; pairs_[m] = { key_json(k), v } end
+      sort(pairs_, function(a, b) return a[1] < b[1] end)
+      put('{"$lua_pairs":[')
+      for i = 1, m do
+        if i > 1 then put(",") end
+        put("[" .. pairs_[i][1] .. ",")
+        enc(pairs_[i][2], depth + 1)
+        put("]")
+      end
+      put("]}")
+    else
+      put("{")
+      local first = true
+      for k, v in next, t do
+        if first then first = false else put(",") end
+        put(enc_str(key_text(k)) .. ":")
+        enc(v, depth + 1)
+      end
+      put("}")
+    end
   end
   PATH[t] = nil
 end
 
 enc = function(v, depth)
   local t = type(v)
-  local s
-  if t == "string" then s = enc_str(v)
-  elseif t == "number" then s = enc_num(v)
-  elseif t == "boolean" then s = v and "true" or "false"
-  elseif t == "nil" then s = "null"
-  elseif t == "table" then return enc_table(v, depth)
-  else s = enc_str(opaque(v)) end
-  BN = BN + 1; B[BN] = s
+  if t == "string" then put(enc_str(v))
+  elseif t == "number" then put(enc_num(v))
+  elseif t == "boolean" then put(v and "true" or "false")
+  elseif t == "nil" then put("null")
+  elseif t == "table" then enc_table(v, depth)
+  else put(enc_str(opaque(v))) end
 end
 
--- REPL text and JSON array of the values in vals[1..n].
+-- REPL text (cut one byte past LIMIT) and JSON array of the values in
+-- vals[1..n]; the JSON is nil when it does not fit in LIMIT bytes, with the
+-- number of bytes it had reached.
 local function encode_values(vals, n)
-  B, BN, PATH = {}, 0, {}
-  local text = {}
-  B[1] = "["; BN = 1
+  local text, tn, size = {}, 0, 0
   for i = 1, n do
-    if i > 1 then BN = BN + 1; B[BN] = "," end
-    local v = vals[i]
-    text[i] = repl_text(v)
-    enc(v, 0)
+    if size > LIMIT then break end
+    local s = repl_text(vals[i])
+    if i > 1 then tn = tn + 1; text[tn] = "\t"; size = size + 1 end
+    tn = tn + 1; text[tn] = s; size = size + #s
   end
-  BN = BN + 1; B[BN] = "]"
-  local json = concat(B)
+  tn = tn + 1; text[tn] = "\n"
+  local txt = bounded(concat(text))
+  B, BN, BS, PATH = {}, 0, 0, {}
+  local ok, e = pcall(function()
+    put("[")
+    for i = 1, n do
+      if i > 1 then put(",") end
+      enc(vals[i], 0)
+    end
+    put("]")
+  end)
+  local reached = BS
+  local json = ok and concat(B) or nil
   B, PATH = {}, {}
-  return concat(text, "\t") .. "\n", json
+  if not ok and e ~= TOOBIG then error(e, 0) end
+  return txt, json, reached
 end
 
 ---------------------------------------------------------------- JSON in
@@ -379,6 +454,7 @@ local TB = "\nstack traceback:\n"
 local function agent_line(l) return find(l, "^%s*%(bioxen_agent%)") ~= nil end
 local function tail_line(l)
   return agent_line(l) or find(l, "^%s*%[C%]:") or find(l, "^%s*%(%.%.%.tail calls%.%.%.%)")
+      or find(l, "^%s*%(command line%)")
       or find(l, "^%s*%(tail call%)")
 end
 
@@ -413,11 +489,17 @@ local function finish(ok, ...)
   local n = select("#", ...)
   if n == 0 then return send_done("ok", "[]", "") end
   local vals = { ... }
-  local eok, text, json = pcall(encode_values, vals, n)
+  local eok, text, json, reached = pcall(encode_values, vals, n)
   if not eok then
     return send_done("error", "[]", "cannot encode the returned values: " .. tostring(text))
   end
-  fwrite(OUT, "out ", #text, "\n", text, "done 2 ", #json, " 0\nok", json)
+  if not json then
+    send("out ", text)
+    return send_done("toobig", "[]", tostring(reached))
+  end
+  raw_flush(RAW_OUT)
+  fwrite(OUT, "out ", TOKN, " ", #text, "\n", TOK, text,
+         "done ", TOKN, " 2 ", #json, " 0\n", TOK, "ok", json)
   fflush(OUT)
 end
 
@@ -607,44 +689,35 @@ end
 
 debug.debug = nostdin
 
--- Child processes must not touch the agent's stdin/stdout: their stdin is
--- /dev/null; os.execute's output comes back as out/err frames; a popen "w"
--- child's stdout goes to the agent's stderr.
+-- Child processes must not read the requests: their stdin is /dev/null (a
+-- popen "w" child reads what the caller writes). Their stdout and stderr are
+-- the interpreter's real ones, which the host captures apart from the frames.
+-- os.execute is fenced by sync frames, so that the host places what the child
+-- wrote between the output before it and the output after it.
 if real.popen then
   function io.popen(prog, mode)
-    if type(prog) ~= "string" then return real.popen(prog, mode) end
-    if find(mode or "r", "w", 1, true) then
-      return real.popen("(" .. prog .. "\n) 1>&2", mode)
+    if type(prog) ~= "string" or find(mode or "r", "w", 1, true) then
+      return real.popen(prog, mode)
     end
     return real.popen("(" .. prog .. "\n) </dev/null", mode)
   end
 end
 
-local function forward(path, kind)
-  local f = real_open(path, "rb")
-  if f then
-    while true do
-      local s = f:read(65536)
-      if not s then break end
-      send(kind, s)
-    end
-    f:close()
-  end
-  remove(path)
+local function sync()
+  fwrite(OUT, "sync ", TOKN, "\n", TOK)
+  fflush(OUT)
 end
 
-local function forward_both(o, e, ...)
-  forward(o, "out ")
-  forward(e, "err ")
+local function synced(...)
+  sync()
   return ...
 end
 
 function os.execute(cmd, ...)
   if type(cmd) ~= "string" then return real.execute(cmd, ...) end
-  local ok1, o = pcall(tmpname)
-  local ok2, e = pcall(tmpname)
-  if not (ok1 and ok2) then return real.execute("(" .. cmd .. "\n) </dev/null 1>&2") end
-  return forward_both(o, e, real.execute("(" .. cmd .. "\n) </dev/null >'" .. o .. "' 2>'" .. e .. "'"))
+  raw_flush(RAW_OUT)
+  sync()
+  return synced(real.execute("(" .. cmd .. "\n) </dev/null"))
 end
 
 ---------------------------------------------------------------- main loop
@@ -660,7 +733,15 @@ local function field(n)
   return s
 end
 
-fwrite(OUT, "ready 1 ", #_VERSION, "\n1", _VERSION)
+-- The token and the limit that open every exec and repl request.
+local function begin(tok, limit)
+  if not match(tok, "^%x+$") or #tok > 64 then fatal("bad request token") end
+  local l = tonumber(limit)
+  if not l or l < 1 then fatal("bad request limit") end
+  TOK, TOKN, LIMIT = tok, tostring(#tok), l
+end
+
+fwrite(OUT, "ready 1 ", #_VERSION, "\n2", _VERSION)
 fflush(OUT)
 
 while true do
@@ -669,20 +750,24 @@ while true do
   local kind, rest = match(line, "^(%l+)(.*)$")
   local ok, err = true, nil
   if kind == "exec" then
-    local a, b, c = match(rest, "^ (%d+) (%d+) (%d+)$")
-    if not a then fatal("bad frame header: " .. line) end
-    local code = field(len(a, line))
-    local args = field(len(b, line))
-    local name = field(len(c, line))
+    local t, a, b, c, l = match(rest, "^ (%d+) (%d+) (%d+) (%d+) (%d+)$")
+    if not t then fatal("bad frame header: " .. line) end
+    t, a, b, c, l = len(t, line), len(a, line), len(b, line), len(c, line), len(l, line)
+    local tok, code, args, name = field(t), field(a), field(b), field(c)
+    begin(tok, field(l))
     ok, err = pcall(do_exec, code, args, name)
   elseif kind == "repl" then
-    local a, b = match(rest, "^ (%d+) (%d+)$")
-    if not a then fatal("bad frame header: " .. line) end
-    local chunk = field(len(a, line))
-    local first = field(len(b, line))
+    local t, a, b, l = match(rest, "^ (%d+) (%d+) (%d+) (%d+)$")
+    if not t then fatal("bad frame header: " .. line) end
+    t, a, b, l = len(t, line), len(a, line), len(b, line), len(l, line)
+    local tok, chunk, first = field(t), field(a), field(b)
+    begin(tok, field(l))
     ok, err = pcall(do_repl, chunk, first == "1")
-  elseif kind == "ping" and rest == "" then
-    fwrite(OUT, "pong\n")
+  elseif kind == "ping" then
+    local t = match(rest, "^ (%d+)$")
+    if not t then fatal("bad frame header: " .. line) end
+    begin(field(len(t, line)), LIMIT)
+    fwrite(OUT, "pong ", TOKN, "\n", TOK)
     fflush(OUT)
   elseif kind == "quit" and rest == "" then
     exit(0)
@@ -691,5 +776,3 @@ while true do
   end
   if not ok then send_done("error", "[]", "agent error: " .. tostring(err)) end
 end
-]==]
-return assert((loadstring or load)(body, "=(bioxen_agent)"))(...)

@@ -1,19 +1,44 @@
 //! The agent: a small portable Lua script (Lua 5.1–5.4, no C modules) that a child or
 //! remote interpreter runs, and the host side of its framed protocol.
 //!
-//! The host starts `<lua> -e <SOURCE>`, so the interpreter's stdin and stdout carry frames
-//! (see `PROTOCOL.md`). Nothing here knows whether the bytes travel over pipes or an SSH
-//! channel: [`Conn`] works over any reader and writer.
+//! The host starts `<lua> -e <BOOTSTRAP>` with the interpreter's descriptor 3 as the
+//! frame channel, writes `<len>\n<SOURCE>` to its stdin, and then exchanges frames (see
+//! `PROTOCOL.md`): requests on stdin, responses on descriptor 3, while the interpreter's
+//! real stdout and stderr stay what user code and its subprocesses write. Nothing here
+//! knows whether the bytes travel over pipes or an SSH channel: requests are encoded into
+//! buffers and responses decoded from whatever bytes arrive ([`frame::Decoder`]).
 
 pub mod frame;
 
-use std::io::{self, BufReader, Read, Write};
-
-/// The agent script, started as `lua -e SOURCE`.
+/// The agent script, sent to the bootstrap on stdin.
 pub const SOURCE: &str = include_str!("agent.lua");
 
+/// The `-e` argument that starts the agent: it reads a length line and that many bytes of
+/// agent source from stdin and runs them. Short, free of `'`, and not starting with `-`,
+/// so that it passes as one POSIX-quoted word on any command line.
+pub const BOOTSTRAP: &str = bootstrap();
+
+const fn bootstrap() -> &'static str {
+    // The file ends with a newline, which the command line does without.
+    let text = include_str!("bootstrap.lua").as_bytes();
+    let (line, _) = text.split_at(text.len() - 1);
+    match std::str::from_utf8(line) {
+        Ok(s) => s,
+        Err(_) => panic!("bootstrap.lua is UTF-8"),
+    }
+}
+
 /// The protocol version this host speaks (the agent's `ready` frame names its own).
-pub const PROTOCOL_VERSION: &[u8] = b"1";
+pub const PROTOCOL_VERSION: &[u8] = b"2";
+
+/// What the host writes first: the agent's source behind its length.
+pub fn preamble() -> Vec<u8> {
+    let mut v = Vec::with_capacity(SOURCE.len() + 16);
+    v.extend_from_slice(SOURCE.len().to_string().as_bytes());
+    v.push(b'\n');
+    v.extend_from_slice(SOURCE.as_bytes());
+    v
+}
 
 /// Where an output chunk goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,180 +54,122 @@ pub enum Status {
     Error,
     /// Interactive input that needs more lines (nothing ran).
     Incomplete,
+    /// The returned values did not fit in the request's limit as JSON.
+    TooBig,
+}
+
+impl Status {
+    pub fn parse(word: &[u8]) -> Option<Status> {
+        Some(match word {
+            b"ok" => Status::Ok,
+            b"error" => Status::Error,
+            b"incomplete" => Status::Incomplete,
+            b"toobig" => Status::TooBig,
+            _ => return None,
+        })
+    }
 }
 
 /// The `done` frame of a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Done {
-    pub status: Status,
-    /// JSON array of the returned values.
+    pub status: Option<Status>,
+    /// JSON array of the returned values (cut to the request's limit).
     pub values_json: Vec<u8>,
-    /// Message and traceback when `status` is `Error`.
+    /// Message and traceback when `status` is `Error` (cut to the request's limit); for
+    /// `TooBig`, how many bytes of JSON the agent had built.
     pub error: Vec<u8>,
+    /// Bytes of the values and the error that the host discarded past the limit.
+    pub cut: u64,
 }
 
-/// What the agent said when it started.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Hello {
-    /// `_VERSION` of the interpreter, e.g. "Lua 5.4".
-    pub lua_version: String,
+/// A request token: 16 hex digits from the system's random source, so that no frame
+/// written before the request was sent can carry it.
+pub fn new_token() -> [u8; 16] {
+    let mut raw = [0u8; 8];
+    let mut filled = 0;
+    while filled < raw.len() {
+        // SAFETY: writes at most the remaining bytes of `raw`.
+        let n =
+            unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), raw.len() - filled, 0) };
+        if n <= 0 {
+            break;
+        }
+        filled += n as usize;
+    }
+    if filled < raw.len() {
+        // No random source (never seen on Linux): a clock- and counter-based value still
+        // differs from every earlier token of this process.
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        raw = (t ^ n.rotate_left(32) ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    let mut out = [0u8; 16];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in raw.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+    out
 }
 
-/// One connection to a running agent.
-pub struct Conn<R, W> {
-    reader: BufReader<R>,
-    writer: W,
-    scratch: Vec<u8>,
+/// A request, encoded.
+pub enum Request<'a> {
+    /// Run `code` with `args_json` (a JSON array text, or empty for none) as `...`.
+    Exec {
+        code: &'a [u8],
+        args_json: &'a [u8],
+        chunk_name: &'a [u8],
+    },
+    /// Evaluate interactive input (see `Backend::repl_eval`).
+    Repl { chunk: &'a [u8], first_line: bool },
 }
 
-fn invalid(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, message)
-}
-
-impl<R: Read, W: Write> Conn<R, W> {
-    pub fn new(reader: R, writer: W) -> Self {
-        Conn {
-            reader: BufReader::with_capacity(64 << 10, reader),
-            writer,
-            scratch: Vec::with_capacity(256),
-        }
-    }
-
-    /// Reads the agent's `ready` frame.
-    pub fn handshake(&mut self) -> io::Result<Hello> {
-        let f = frame::read(&mut self.reader)?;
-        if f.kind != "ready" {
-            return Err(invalid(format!(
-                "expected the agent's ready frame, got '{}'",
-                f.kind
-            )));
-        }
-        if f.field(0) != PROTOCOL_VERSION {
-            return Err(invalid(format!(
-                "the agent speaks protocol {}, this library {}",
-                String::from_utf8_lossy(f.field(0)),
-                String::from_utf8_lossy(PROTOCOL_VERSION)
-            )));
-        }
-        Ok(Hello {
-            lua_version: String::from_utf8_lossy(f.field(1)).into_owned(),
-        })
-    }
-
-    /// Runs `code` with `args_json` (a JSON array text, or empty for none) as `...`.
-    /// Output chunks go to `sink` as they arrive.
-    pub fn exec(
-        &mut self,
-        code: &[u8],
-        args_json: &[u8],
-        chunk_name: &[u8],
-        sink: &mut dyn FnMut(Stream, &[u8]),
-    ) -> io::Result<Done> {
-        frame::write(
-            &mut self.writer,
-            &mut self.scratch,
-            "exec",
-            &[code, args_json, chunk_name],
-        )?;
-        self.until_done(sink)
-    }
-
-    /// Evaluates interactive input (see `Backend::repl_eval`).
-    pub fn repl(
-        &mut self,
-        chunk: &[u8],
-        first_line: bool,
-        sink: &mut dyn FnMut(Stream, &[u8]),
-    ) -> io::Result<Done> {
-        let flag: &[u8] = if first_line { b"1" } else { b"0" };
-        frame::write(&mut self.writer, &mut self.scratch, "repl", &[chunk, flag])?;
-        self.until_done(sink)
-    }
-
-    /// Checks that the agent answers.
-    pub fn ping(&mut self) -> io::Result<()> {
-        frame::write(&mut self.writer, &mut self.scratch, "ping", &[])?;
-        let f = frame::read(&mut self.reader)?;
-        match f.kind.as_str() {
-            "pong" => Ok(()),
-            other => Err(invalid(format!("expected pong, got '{other}'"))),
-        }
-    }
-
-    /// Asks the agent to exit (it also exits when its input closes).
-    pub fn quit(&mut self) -> io::Result<()> {
-        frame::write(&mut self.writer, &mut self.scratch, "quit", &[])
-    }
-
-    fn until_done(&mut self, sink: &mut dyn FnMut(Stream, &[u8])) -> io::Result<Done> {
-        loop {
-            let f = frame::read(&mut self.reader)?;
-            match f.kind.as_str() {
-                "out" => sink(Stream::Stdout, f.field(0)),
-                "err" => sink(Stream::Stderr, f.field(0)),
-                "done" => {
-                    let status = match f.field(0) {
-                        b"ok" => Status::Ok,
-                        b"error" => Status::Error,
-                        b"incomplete" => Status::Incomplete,
-                        other => {
-                            return Err(invalid(format!(
-                                "unknown done status '{}'",
-                                String::from_utf8_lossy(other)
-                            )))
-                        }
-                    };
-                    let mut fields = f.fields.into_iter().skip(1);
-                    let values_json = fields.next().unwrap_or_default();
-                    let error = fields.next().unwrap_or_default();
-                    return Ok(Done {
-                        status,
-                        values_json,
-                        error,
-                    });
-                }
-                "fatal" => {
-                    return Err(invalid(format!(
-                        "the agent failed: {}",
-                        String::from_utf8_lossy(f.field(0))
-                    )))
-                }
-                other => return Err(invalid(format!("unexpected agent frame '{other}'"))),
+impl Request<'_> {
+    /// Appends the request frame with `token` and `limit` (the bound on the values and
+    /// error text the agent may send back) to `buf`.
+    pub fn encode(&self, buf: &mut Vec<u8>, token: &[u8], limit: usize) {
+        let limit = limit.max(1).to_string();
+        match self {
+            Request::Exec {
+                code,
+                args_json,
+                chunk_name,
+            } => frame::encode(
+                buf,
+                "exec",
+                &[token, code, args_json, chunk_name, limit.as_bytes()],
+            ),
+            Request::Repl { chunk, first_line } => {
+                let flag: &[u8] = if *first_line { b"1" } else { b"0" };
+                frame::encode(buf, "repl", &[token, chunk, flag, limit.as_bytes()])
             }
         }
     }
 }
 
-impl<R: Read + std::os::fd::AsRawFd, W: Write> Conn<R, W> {
-    /// Waits up to `limit` for the agent's output to close (it exited, or every holder of
-    /// the pipe did), discarding what still arrives. Whether it closed in time.
-    pub fn wait_for_eof(&mut self, limit: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        let fd = self.reader.get_ref().as_raw_fd();
-        let mut scratch = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            let mut p = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd for a descriptor this connection owns.
-            let n = unsafe { libc::poll(&mut p, 1, left.as_millis().clamp(1, 1000) as i32) };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return false;
-            }
-            if n > 0 {
-                match self.reader.get_mut().read(&mut scratch) {
-                    Ok(0) => return true,
-                    Ok(_) => continue,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return false,
-                }
-            }
-        }
+/// The request that asks the agent to exit.
+pub const QUIT: &[u8] = b"quit\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_differ_and_are_hex() {
+        let a = new_token();
+        let b = new_token();
+        assert_ne!(a, b);
+        assert!(a.iter().all(u8::is_ascii_hexdigit));
+    }
+
+    #[test]
+    fn bootstrap_is_one_quotable_word() {
+        assert!(!BOOTSTRAP.starts_with('-'));
+        assert!(!BOOTSTRAP.contains('\''));
+        assert!(!BOOTSTRAP.contains('\n'));
     }
 }

@@ -5,11 +5,14 @@
 //! returns an [`ExecOutput`]; stopping running code goes through a [`Stopper`] that any
 //! thread may call while the backend is busy.
 
+pub mod agent_vm;
 pub mod embedded;
 mod files;
 pub(crate) mod options;
 mod output;
+mod proc_tree;
 pub mod process;
+pub mod transport;
 #[allow(clippy::module_inception)]
 mod vm;
 
@@ -43,6 +46,12 @@ pub fn timeout_message(timeout: Option<Duration>) -> String {
         "Lua execution timed out after {} seconds",
         seconds_text(timeout.unwrap_or_default())
     )
+}
+
+/// The error of an execution whose returned values do not fit in `max_output` bytes as
+/// JSON, for every kind.
+pub fn values_too_large_message(max_output: usize) -> String {
+    format!("bioxen_vm: the returned values do not fit in max_output ({max_output} bytes) as JSON")
 }
 
 /// Why running code is being stopped.

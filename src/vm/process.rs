@@ -1,112 +1,29 @@
-//! The `process` VM kind: a real `lua` interpreter as a persistent child, driven through
-//! the agent's framed protocol over its stdin and stdout.
+//! The `process` VM kind: a real `lua` interpreter as a persistent child, running the
+//! agent ([`super::agent_vm`]) over pipes. This file is its transport.
 //!
-//! The child is started with `<lua_executable> -e <agent>` when the VM is created (so a
-//! missing interpreter is reported at once) and lives until the VM is freed. A timeout or
-//! an interrupt kills it (its state is lost; the error says so) and the next call starts a
-//! fresh one; so does a child that died on its own (`os.exit(3)` is a result with
-//! `return_code` 3). The child's own stderr (what bypasses the agent, such as the
-//! interpreter's messages) goes to an unlinked temporary file in append mode, which is read
-//! after each request: it can never fill a pipe and block the child.
+//! The child is `<lua_executable> -e <bootstrap>` with stdin a pipe for requests,
+//! descriptor 3 a pipe for the agent's frames, and stdout and stderr pipes of their own
+//! for what user code and its subprocesses write past the agent. It is the leader of a
+//! new process group and a child subreaper (so that everything it starts stays its
+//! descendant while it lives), and its processes carry an environment tag. Stopping it
+//! freezes it, kills every descendant, then kills it and reaps it: no process it started
+//! is left running, and no pipe held by a descendant is ever waited on (the child's end is
+//! seen through a pidfd, not through end of file).
 
-use crate::agent::{self, Conn, Status, Stream};
-use crate::clock;
+use super::agent_vm::{AgentBackend, AgentVm};
+use super::proc_tree;
+use super::transport::{poll_timeout, Channel, Ended, Pumped, Transport, Waker};
 use crate::error::{Error, Result};
 use crate::status::bioxen_vm_status as St;
-use crate::vm::embedded::capture::{exact_copy, Capture, STDERR, STDOUT};
-use crate::vm::{Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmOptions};
-use crate::watchdog;
-use parking_lot::Mutex;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::Arc;
+use crate::vm::{Backend, ExecRequest, VmOptions};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long a starting interpreter has to send the agent's ready frame.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a child asked to quit has before it is killed.
-const QUIT_GRACE: Duration = Duration::from_millis(200);
-/// Most bytes of the child's own stderr kept per request.
-const MAX_RAW_STDERR: u64 = 64 << 10;
-
-/// Kills the running child to stop it; only while a request runs, and only the request
-/// whose epoch a deadline names.
-#[derive(Default)]
-struct ChildStopper {
-    state: Mutex<StopState>,
-}
-
-#[derive(Default)]
-struct StopState {
-    /// Pid of the child serving the current request (0: none).
-    pid: i32,
-    epoch: u64,
-    reason: Option<StopReason>,
-}
-
-impl ChildStopper {
-    fn begin(&self, pid: i32) -> u64 {
-        let mut s = self.state.lock();
-        s.epoch += 1;
-        s.pid = pid;
-        s.reason = None;
-        s.epoch
-    }
-
-    /// The request is over (the child is not reaped yet, so its pid is still its own).
-    fn end(&self) -> Option<StopReason> {
-        let mut s = self.state.lock();
-        s.pid = 0;
-        s.reason.take()
-    }
-}
-
-impl Stopper for ChildStopper {
-    fn stop(&self, reason: StopReason, epoch: Option<u64>) -> bool {
-        let mut s = self.state.lock();
-        if s.pid == 0 || epoch.is_some_and(|e| e != s.epoch) {
-            return false;
-        }
-        if s.reason.is_none() {
-            s.reason = Some(reason);
-        }
-        // SAFETY: plain syscall; the pid is our unreaped child (reaping happens only after
-        // `end`, which clears it under this lock).
-        unsafe { libc::kill(s.pid, libc::SIGKILL) };
-        true
-    }
-}
-
-/// A started interpreter running the agent.
-struct Running {
-    child: Child,
-    conn: Conn<ChildStdout, ChildStdin>,
-}
-
-impl Running {
-    /// Kills (if needed) and reaps the child; its exit status.
-    fn reap(mut self, kill: bool) -> Option<ExitStatus> {
-        if kill {
-            let _ = self.child.kill();
-        }
-        drop(self.conn);
-        self.child.wait().ok()
-    }
-}
-
-pub struct ProcessVm {
-    lua_executable: String,
-    memory_limit: Option<usize>,
-    child: Option<Running>,
-    stopper: Arc<ChildStopper>,
-    raw_stderr: File,
-    lua_version: String,
-    restarts: u64,
-    capture: Capture,
-}
+/// How long stopping a VM's processes may take before it gives up on stragglers.
+const KILL_LIMIT: Duration = Duration::from_secs(2);
 
 fn not_found(exe: &str) -> Error {
     Error::Original {
@@ -125,20 +42,9 @@ fn on_path(exe: &str) -> bool {
     })
 }
 
-fn not_lua(exe: &str, detail: &str) -> Error {
-    Error::Original {
-        status: St::LuaNotFound,
-        message: format!(
-            "Lua interpreter check failed: '{exe}' did not start the agent ({detail})"
-        ),
-    }
-}
-
-static NEXT_FILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// Caps the child's address space at what it uses now plus `limit` bytes, so that Lua's
 /// allocations fail with "not enough memory" (a recoverable Lua error) past it.
-fn limit_address_space(pid: u32, limit: usize) -> Result<()> {
+fn limit_address_space(pid: i32, limit: usize) -> Result<()> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .map_err(|e| Error::Internal(format!("could not read the child's memory use: {e}")))?;
     let pages: u64 = statm
@@ -153,424 +59,516 @@ fn limit_address_space(pid: u32, limit: usize) -> Result<()> {
         rlim_cur: cap,
         rlim_max: cap,
     };
-    if unsafe {
-        libc::prlimit(
-            pid as libc::pid_t,
-            libc::RLIMIT_AS,
-            &rl,
-            std::ptr::null_mut(),
-        )
-    } != 0
-    {
+    // SAFETY: as above.
+    if unsafe { libc::prlimit(pid, libc::RLIMIT_AS, &rl, std::ptr::null_mut()) } != 0 {
         return Err(Error::Internal(format!(
             "could not limit the child's memory: {}",
-            std::io::Error::last_os_error()
+            io::Error::last_os_error()
         )));
     }
     Ok(())
 }
 
-/// An unlinked temporary file in append mode for the child's stderr.
-fn raw_stderr_file() -> Result<File> {
-    let dir = std::env::temp_dir();
-    for attempt in 0..16u32 {
-        let path = dir.join(format!(
-            "bioxen_vm-stderr-{}-{}-{attempt}",
-            std::process::id(),
-            NEXT_FILE.fetch_add(1, SeqCst)
-        ));
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => {
-                let _ = std::fs::remove_file(&path);
-                return Ok(f);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => {
-                return Err(Error::Internal(format!(
-                    "could not create a file for the child's stderr in {}: {e}",
-                    dir.display()
-                )))
-            }
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
         }
     }
-    Err(Error::Internal(
-        "could not create a file for the child's stderr".into(),
-    ))
+    Ok(())
 }
 
-impl ProcessVm {
-    pub fn new(options: &VmOptions) -> Result<Self> {
-        let mut vm = ProcessVm {
-            lua_executable: options.lua_executable.clone(),
-            memory_limit: options.memory_limit,
-            child: None,
-            stopper: Arc::new(ChildStopper::default()),
-            raw_stderr: raw_stderr_file()?,
-            lua_version: String::new(),
-            restarts: 0,
-            capture: Capture::new(options.max_output),
-        };
-        vm.start()?;
-        if options.networked {
-            vm.check_luasocket()?;
+fn owned<F: Into<OwnedFd>>(f: Option<F>) -> io::Result<OwnedFd> {
+    let fd: OwnedFd = f
+        .ok_or_else(|| io::Error::other("a pipe of the child was not set up"))?
+        .into();
+    set_nonblocking(fd.as_raw_fd())?;
+    Ok(fd)
+}
+
+/// A pipe whose write end is at descriptor 10 or above (so that it can be moved to 3 in
+/// the child whatever the host's descriptors 0–2 are). Both ends close on exec.
+fn frame_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two descriptors, which are owned from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own; the result is owned from here on.
+    let high = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if high < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    set_nonblocking(r.as_raw_fd())?;
+    // SAFETY: fresh descriptor.
+    Ok((r, unsafe { OwnedFd::from_raw_fd(high) }))
+}
+
+/// A readable end of the child's, until it hangs up.
+struct Source {
+    channel: Channel,
+    fd: Option<OwnedFd>,
+}
+
+/// A started child.
+struct Running {
+    child: Child,
+    pid: i32,
+    /// Readable once the child has exited (None on kernels without pidfds).
+    pidfd: Option<OwnedFd>,
+    stdin: Option<OwnedFd>,
+    sources: [Source; 3],
+    exited: bool,
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: plain syscall; the descriptor is owned from here on.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: a fresh descriptor.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+impl Running {
+    /// Whether the child has exited (a zombie not reaped yet counts as exited).
+    fn check_exited(&mut self) -> bool {
+        if !self.exited {
+            self.exited = !proc_alive(self.pid);
         }
-        Ok(vm)
+        self.exited
     }
 
-    /// Starts the interpreter and waits (bounded) for the agent's ready frame.
-    fn start(&mut self) -> Result<()> {
-        let exe = &self.lua_executable.clone();
-        // Looked up first: some spawn paths (e.g. under valgrind) report a missing program
-        // only as a child exiting with 127.
-        if !on_path(exe) {
-            return Err(not_found(exe));
+    /// Reads what one source has now; whether it read anything.
+    fn read_source(
+        &mut self,
+        i: usize,
+        buf: &mut [u8],
+        sink: &mut dyn FnMut(Channel, &[u8]),
+    ) -> bool {
+        let mut any = false;
+        let src = &mut self.sources[i];
+        while let Some(fd) = &src.fd {
+            // SAFETY: reads into a live buffer from a descriptor we own.
+            let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                any = true;
+                sink(src.channel, &buf[..n as usize]);
+                if (n as usize) < buf.len() {
+                    break;
+                }
+            } else if n == 0 {
+                src.fd = None;
+            } else {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        src.fd = None;
+                    }
+                    break;
+                }
+            }
         }
-        let stderr = self
-            .raw_stderr
-            .try_clone()
-            .map_err(|e| Error::Internal(format!("could not share the stderr file: {e}")))?;
-        let mut child = Command::new(exe)
-            .arg("-e")
-            .arg(agent::SOURCE)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr))
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => not_found(exe),
-                _ => Error::Original {
-                    status: St::LuaNotFound,
-                    message: format!("Lua interpreter check failed: could not start '{exe}': {e}"),
-                },
-            })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Internal("the child's pipes were not set up".into()));
+        any
+    }
+
+    /// Writes what it can of `out`. Err when the child's stdin is gone.
+    fn write_some(&mut self, out: &mut &[u8]) -> io::Result<bool> {
+        let Some(fd) = &self.stdin else {
+            return Err(io::Error::from(io::ErrorKind::BrokenPipe));
         };
-        let mut running = Running {
-            child,
-            conn: Conn::new(stdout, stdin),
-        };
-        let epoch = self.stopper.begin(running.child.id() as i32);
-        let target: Arc<dyn Stopper> = self.stopper.clone();
-        let ticket = watchdog::schedule(Instant::now() + HANDSHAKE_TIMEOUT, target, epoch).ok();
-        let hello = running.conn.handshake();
-        if let Some(t) = ticket {
-            watchdog::cancel(t);
-        }
-        let stopped = self.stopper.end();
-        match hello {
-            Ok(h) if stopped.is_none() => {
-                if let Some(limit) = self.memory_limit {
-                    if let Err(e) = limit_address_space(running.child.id(), limit) {
-                        running.reap(true);
+        let mut wrote = false;
+        while !out.is_empty() {
+            // SAFETY: writes from a live buffer to a descriptor we own.
+            let n = unsafe { write_nosigpipe(fd.as_raw_fd(), out) };
+            if n >= 0 {
+                *out = &out[n as usize..];
+                wrote = true;
+            } else {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => break,
+                    _ => {
+                        self.stdin = None;
                         return Err(e);
                     }
                 }
-                log::debug!(target: "bioxen_vm::process", "started '{exe}' ({}), pid {}", h.lua_version, running.child.id());
-                self.lua_version = h.lua_version;
-                self.child = Some(running);
-                Ok(())
-            }
-            Ok(_) => {
-                running.reap(true);
-                Err(not_lua(exe, "it was stopped while starting"))
-            }
-            Err(e) => {
-                let status = running.reap(true);
-                let mut detail = if stopped.is_some() {
-                    format!("no answer within {} seconds", HANDSHAKE_TIMEOUT.as_secs())
-                } else {
-                    match status.and_then(|s| s.code()) {
-                        Some(c) => format!("it exited with status {c}: {e}"),
-                        None => e.to_string(),
-                    }
-                };
-                let text = self.take_raw_stderr();
-                if !text.is_empty() {
-                    detail.push_str("; its stderr: ");
-                    detail.push_str(String::from_utf8_lossy(&text).trim());
-                }
-                Err(not_lua(exe, &detail))
             }
         }
-    }
-
-    fn check_luasocket(&mut self) -> Result<()> {
-        let req = ExecRequest {
-            code: b"local ok, s = pcall(require, 'socket') if not ok then error(s, 0) end return s._VERSION",
-            args: None,
-            chunk_name: None,
-        };
-        let out = self.execute(&req, Some(Duration::from_secs(10)), None)?;
-        if out.success {
-            return Ok(());
-        }
-        Err(Error::Original {
-            status: St::LuaSocketNotFound,
-            message: format!(
-                "LuaSocket not found. Install with: luarocks install luasocket (Debian: apt-get install lua-socket); '{}' said: {}",
-                self.lua_executable,
-                out.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
-            ),
-        })
-    }
-
-    /// What the child wrote to its own stderr since the last call (the newest bytes, at
-    /// most `MAX_RAW_STDERR`), emptying the file.
-    fn take_raw_stderr(&mut self) -> Vec<u8> {
-        let len = match self.raw_stderr.metadata() {
-            Ok(m) if m.len() > 0 => m.len(),
-            _ => return Vec::new(),
-        };
-        let mut text = Vec::new();
-        let start = len.saturating_sub(MAX_RAW_STDERR);
-        if self.raw_stderr.seek(SeekFrom::Start(start)).is_ok() {
-            let _ = (&self.raw_stderr)
-                .take(MAX_RAW_STDERR)
-                .read_to_end(&mut text);
-        }
-        let _ = self.raw_stderr.set_len(0);
-        text
-    }
-
-    /// Runs one request on the child (started first if needed) under the stop machinery.
-    fn request(
-        &mut self,
-        timeout: Option<Duration>,
-        cancel: Option<&AtomicBool>,
-        send: impl FnOnce(
-            &mut Conn<ChildStdout, ChildStdin>,
-            &mut dyn FnMut(Stream, &[u8]),
-        ) -> std::io::Result<agent::Done>,
-    ) -> Result<std::result::Result<agent::Done, ExecOutput>> {
-        if self.child.is_none() {
-            self.start()?;
-            self.restarts += 1;
-        }
-        let Some(running) = self.child.as_mut() else {
-            return Err(Error::Internal("the child is not running".into()));
-        };
-        self.capture.clear();
-        let epoch = self.stopper.begin(running.child.id() as i32);
-        if cancel.is_some_and(|c| c.load(SeqCst)) {
-            self.stopper.end();
-            return Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()));
-        }
-        let ticket = timeout.and_then(|t| {
-            let target: Arc<dyn Stopper> = self.stopper.clone();
-            watchdog::schedule(Instant::now() + t, target, epoch).ok()
-        });
-        let capture = &mut self.capture;
-        let r = send(&mut running.conn, &mut |stream, bytes| {
-            capture.push(
-                if stream == Stream::Stderr {
-                    STDERR
-                } else {
-                    STDOUT
-                },
-                bytes,
-            )
-        });
-        if let Some(t) = ticket {
-            watchdog::cancel(t);
-        }
-        let reason = self.stopper.end();
-        if let Some(reason) = reason {
-            // The child was killed: reap it; the next call starts a fresh one.
-            if let Some(r) = self.child.take() {
-                r.reap(true);
-            }
-            self.take_raw_stderr();
-            self.capture.clear();
-            return Err(match reason {
-                StopReason::Timeout => Error::Timeout(format!(
-                    "{}; the process VM was restarted and its state was lost",
-                    crate::vm::timeout_message(timeout)
-                )),
-                StopReason::Interrupt => Error::Interrupted(format!(
-                    "{}; the process VM was restarted and its state was lost",
-                    crate::vm::INTERRUPTED_MESSAGE
-                )),
-            });
-        }
-        let raw = self.take_raw_stderr();
-        match r {
-            Ok(done) => {
-                if !raw.is_empty() {
-                    self.capture.push(STDERR, &raw);
-                }
-                Ok(Ok(done))
-            }
-            Err(e) => Ok(Err(self.child_lost(e, raw))),
-        }
-    }
-
-    /// The child died or broke the protocol: a failed result carrying its exit code.
-    fn child_lost(&mut self, e: std::io::Error, raw: Vec<u8>) -> ExecOutput {
-        let kill = e.kind() != std::io::ErrorKind::UnexpectedEof
-            && e.kind() != std::io::ErrorKind::BrokenPipe;
-        let status = self.child.take().and_then(|r| r.reap(kill));
-        let raw = [raw, self.take_raw_stderr()].concat();
-        let (code, what) = match status {
-            Some(s) => match (s.code(), s.signal()) {
-                (Some(c), _) => (c, format!("the Lua process exited with code {c}")),
-                (None, Some(sig)) => (-sig, format!("the Lua process was killed by signal {sig}")),
-                _ => (-1, "the Lua process ended".to_string()),
-            },
-            None => (-1, "the Lua process ended".to_string()),
-        };
-        let message = if kill {
-            format!("{what} after breaking the agent protocol ({e}); the VM's state was lost and the next call starts a fresh process")
-        } else {
-            format!("{what}; the VM's state was lost and the next call starts a fresh process")
-        };
-        log::debug!(target: "bioxen_vm::process", "{message}");
-        let mut stderr = exact_copy(&self.capture.stderr);
-        stderr.extend_from_slice(&raw);
-        if !stderr.is_empty() && stderr.last() != Some(&b'\n') {
-            stderr.push(b'\n');
-        }
-        stderr.extend_from_slice(message.as_bytes());
-        stderr.push(b'\n');
-        ExecOutput {
-            success: false,
-            return_code: if code == 0 { 1 } else { code },
-            stdout: exact_copy(&self.capture.stdout),
-            stderr,
-            values_json: b"[]".to_vec(),
-            error: Some(message),
-            duration: Duration::ZERO,
-            output_dropped: self.capture.dropped,
-        }
-    }
-
-    /// A Lua error that is the memory limit being hit, as the embedded kind reports it.
-    fn memory_error(&self, done: &agent::Done) -> Option<Error> {
-        let limit = self.memory_limit?;
-        let hit = done.status == Status::Error && done.error.starts_with(b"not enough memory");
-        hit.then(|| {
-            Error::MemoryLimit(format!(
-                "Lua memory limit of {limit} bytes exceeded (not enough memory)"
-            ))
-        })
-    }
-
-    /// The result of a `done` frame.
-    fn output(&mut self, done: agent::Done, started: clock::Stamp) -> ExecOutput {
-        let ok = done.status == Status::Ok;
-        let mut stderr = exact_copy(&self.capture.stderr);
-        let error = if ok {
-            None
-        } else {
-            let message = String::from_utf8_lossy(&done.error).into_owned();
-            stderr.extend_from_slice(message.as_bytes());
-            stderr.push(b'\n');
-            Some(message)
-        };
-        ExecOutput {
-            success: ok,
-            return_code: if ok { 0 } else { 1 },
-            stdout: exact_copy(&self.capture.stdout),
-            stderr,
-            values_json: if ok && !done.values_json.is_empty() {
-                done.values_json
-            } else {
-                b"[]".to_vec()
-            },
-            error,
-            duration: clock::since(started),
-            output_dropped: self.capture.dropped,
-        }
+        Ok(wrote)
     }
 }
 
-impl Backend for ProcessVm {
-    fn execute(
-        &mut self,
-        req: &ExecRequest<'_>,
-        timeout: Option<Duration>,
-        cancel: Option<&AtomicBool>,
-    ) -> Result<ExecOutput> {
-        let started = clock::now();
-        let args = match req.args {
-            Some(a) => serde_json::to_vec(a)
-                .map_err(|e| Error::invalid(format!("arguments could not be encoded: {e}")))?,
-            None => Vec::new(),
+/// `write(2)` with SIGPIPE blocked for the calling thread (and a pending one consumed),
+/// so that a child gone away is EPIPE here, never a signal in the host.
+///
+/// # Safety
+/// `fd` must be a descriptor the caller owns.
+unsafe fn write_nosigpipe(fd: RawFd, buf: &[u8]) -> isize {
+    let mut set: libc::sigset_t = std::mem::zeroed();
+    let mut old: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut set);
+    libc::sigaddset(&mut set, libc::SIGPIPE);
+    libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+    let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
+    let err = *libc::__errno_location();
+    if n < 0 && err == libc::EPIPE && libc::sigismember(&old, libc::SIGPIPE) == 0 {
+        // Take the SIGPIPE this write raised before unblocking.
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
         };
-        let name = req.chunk_name.unwrap_or(crate::vm::CHUNK_NAME.to_bytes());
-        match self.request(timeout, cancel, |conn, sink| {
-            conn.exec(req.code, &args, name, sink)
-        })? {
-            Ok(done) => match self.memory_error(&done) {
-                Some(e) => Err(e),
-                None => Ok(self.output(done, started)),
-            },
-            Err(mut lost) => {
-                lost.duration = clock::since(started);
-                Ok(lost)
-            }
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
+    }
+    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    *libc::__errno_location() = err;
+    n
+}
+
+fn proc_alive(pid: i32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(text) => {
+            let state = text
+                .iter()
+                .rposition(|&b| b == b')')
+                .and_then(|i| text.get(i + 2).copied());
+            !matches!(state, Some(b'Z') | Some(b'X') | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// Where a `process` VM's interpreter runs: a child of this process.
+pub struct LocalTransport {
+    exe: String,
+    memory_limit: Option<usize>,
+    /// The environment tag of this VM's processes.
+    tag: String,
+    running: Option<Running>,
+    buf: Vec<u8>,
+}
+
+impl LocalTransport {
+    pub fn new(exe: &str, memory_limit: Option<usize>) -> Self {
+        let token = crate::agent::new_token();
+        LocalTransport {
+            exe: exe.to_string(),
+            memory_limit,
+            tag: format!("{}-{}", std::process::id(), String::from_utf8_lossy(&token)),
+            running: None,
+            buf: vec![0; 64 << 10],
         }
     }
 
-    fn repl_eval(
+    /// Reaps the exited child and stops what it left behind.
+    fn reap(&mut self, mut r: Running) -> Ended {
+        let status = r.child.wait().ok();
+        // Its orphans went to init; its process group and its tag still find them.
+        // SAFETY: plain syscall; the group is the child's own (it led it).
+        unsafe { libc::kill(-r.pid, libc::SIGKILL) };
+        proc_tree::kill_tagged(&self.tag, KILL_LIMIT);
+        ended_of(status)
+    }
+}
+
+fn ended_of(status: Option<std::process::ExitStatus>) -> Ended {
+    match status {
+        Some(s) => Ended {
+            code: s.code(),
+            signal: s.signal(),
+        },
+        None => Ended::default(),
+    }
+}
+
+impl Transport for LocalTransport {
+    fn spawn(&mut self, bootstrap: &str) -> Result<()> {
+        let exe = self.exe.clone();
+        // Looked up first: some spawn paths (e.g. under valgrind) report a missing program
+        // only as a child exiting with 127.
+        if !on_path(&exe) {
+            return Err(not_found(&exe));
+        }
+        let setup =
+            |e: io::Error| Error::Internal(format!("could not set up the child's pipes: {e}"));
+        let (frames_r, frames_w) = frame_pipe().map_err(setup)?;
+        let w = frames_w.as_raw_fd();
+        let mut cmd = Command::new(&exe);
+        cmd.arg("-e")
+            .arg(bootstrap)
+            .env(proc_tree::TAG_VAR, &self.tag)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the closure runs in the child between fork and exec and only makes
+        // async-signal-safe calls (dup2, prctl).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(w, 3) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => not_found(&exe),
+            _ => Error::Original {
+                status: St::LuaNotFound,
+                message: format!("Lua interpreter check failed: could not start '{exe}': {e}"),
+            },
+        })?;
+        drop(frames_w);
+        let pid = child.id() as i32;
+        let fds = (|| -> io::Result<_> {
+            Ok((
+                owned(child.stdin.take())?,
+                owned(child.stdout.take())?,
+                owned(child.stderr.take())?,
+            ))
+        })();
+        let (stdin, out, err) = match fds {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(setup(e));
+            }
+        };
+        self.running = Some(Running {
+            child,
+            pid,
+            pidfd: pidfd_open(pid),
+            stdin: Some(stdin),
+            sources: [
+                Source {
+                    channel: Channel::Frames,
+                    fd: Some(frames_r),
+                },
+                Source {
+                    channel: Channel::RawOut,
+                    fd: Some(out),
+                },
+                Source {
+                    channel: Channel::RawErr,
+                    fd: Some(err),
+                },
+            ],
+            exited: false,
+        });
+        Ok(())
+    }
+
+    fn started(&mut self) -> Result<()> {
+        match (&self.running, self.memory_limit) {
+            (Some(r), Some(limit)) => limit_address_space(r.pid, limit),
+            _ => Ok(()),
+        }
+    }
+
+    fn pump(
         &mut self,
-        chunk: &[u8],
-        first_line: bool,
-        timeout: Option<Duration>,
-        cancel: Option<&AtomicBool>,
-    ) -> Result<ReplStep> {
-        let started = clock::now();
-        match self.request(timeout, cancel, |conn, sink| {
-            conn.repl(chunk, first_line, sink)
-        })? {
-            Ok(done) if done.status == Status::Incomplete => Ok(ReplStep::Incomplete),
-            Ok(done) => match self.memory_error(&done) {
-                Some(e) => Err(e),
-                None => Ok(ReplStep::Ran(self.output(done, started))),
-            },
-            Err(mut lost) => {
-                lost.duration = clock::since(started);
-                Ok(ReplStep::Ran(lost))
+        out: &mut &[u8],
+        sink: &mut dyn FnMut(Channel, &[u8]),
+        waker: &Waker,
+        deadline: Option<Instant>,
+    ) -> io::Result<Pumped> {
+        let buf = &mut self.buf;
+        let Some(r) = self.running.as_mut() else {
+            return Ok(Pumped::Ended);
+        };
+        if !out.is_empty() && r.write_some(out).is_err() {
+            // The child closed its stdin: it is ending; what it wrote is still to be read.
+            *out = &[];
+        }
+        loop {
+            let mut fds: [libc::pollfd; 6] = [libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            }; 6];
+            fds[0] = libc::pollfd {
+                fd: waker.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            fds[1].fd = r.pidfd.as_ref().map_or(-1, |f| f.as_raw_fd());
+            fds[1].events = libc::POLLIN;
+            for (i, s) in r.sources.iter().enumerate() {
+                fds[2 + i].fd = s.fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+                fds[2 + i].events = libc::POLLIN;
+            }
+            if !out.is_empty() {
+                fds[5].fd = r.stdin.as_ref().map_or(-1, |f| f.as_raw_fd());
+                fds[5].events = libc::POLLOUT;
+            }
+            // Without a pidfd, look at the child every 50 ms.
+            let mut timeout = poll_timeout(deadline);
+            if r.pidfd.is_none() && !(0..=50).contains(&timeout) {
+                timeout = 50;
+            }
+            // SAFETY: `fds` is a live array of 6 pollfds (negative fds are ignored).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 6, timeout) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let mut progress = false;
+            for i in 0..3 {
+                if fds[2 + i].revents != 0 {
+                    progress |= r.read_source(i, buf, sink);
+                }
+            }
+            if fds[5].revents != 0 && !out.is_empty() {
+                match r.write_some(out) {
+                    Ok(w) => progress |= w,
+                    Err(_) => *out = &[],
+                }
+            }
+            if fds[0].revents != 0 {
+                return Ok(Pumped::Woken);
+            }
+            let exited = fds[1].revents != 0 || (r.pidfd.is_none() && r.check_exited());
+            if exited {
+                r.exited = true;
+                // What it wrote before it exited is in the pipes now.
+                for i in 0..3 {
+                    r.read_source(i, buf, sink);
+                }
+                return Ok(Pumped::Ended);
+            }
+            if progress {
+                return Ok(Pumped::Progress);
+            }
+            if r.sources[0].fd.is_none() && out.is_empty() && r.check_exited() {
+                return Ok(Pumped::Ended);
+            }
+            if n == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(Pumped::Deadline);
             }
         }
     }
 
-    fn stopper(&self) -> Arc<dyn Stopper> {
-        self.stopper.clone()
+    fn drain_raw(&mut self, sink: &mut dyn FnMut(Channel, &[u8])) {
+        let buf = &mut self.buf;
+        if let Some(r) = self.running.as_mut() {
+            r.read_source(1, buf, sink);
+            r.read_source(2, buf, sink);
+        }
+    }
+
+    fn kill(&mut self) -> Ended {
+        let Some(mut r) = self.running.take() else {
+            return Ended::default();
+        };
+        let pid = r.pid;
+        if !r.check_exited() {
+            // Frozen, it starts nothing new while its descendants are killed; as their
+            // subreaper it collects the orphans of the ones killed first.
+            // SAFETY: plain syscalls on our unreaped child and its group.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            proc_tree::kill_descendants(pid, KILL_LIMIT);
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+            let status = r.child.wait().ok();
+            return ended_of(status);
+        }
+        self.reap(r)
+    }
+
+    fn ended(&mut self) -> Ended {
+        match self.running.take() {
+            Some(r) => self.reap(r),
+            None => Ended::default(),
+        }
+    }
+
+    fn shutdown(&mut self, grace: Duration) {
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        if !r.check_exited() {
+            proc_tree::kill_descendants(r.pid, KILL_LIMIT);
+            let mut quit = crate::agent::QUIT;
+            let _ = r.write_some(&mut quit);
+            if let Some(pidfd) = &r.pidfd {
+                let mut p = libc::pollfd {
+                    fd: pidfd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one live pollfd.
+                unsafe { libc::poll(&mut p, 1, grace.as_millis().min(60_000) as i32) };
+            } else {
+                let end = Instant::now() + grace;
+                while Instant::now() < end && !r.check_exited() {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+        self.kill();
+    }
+
+    fn running(&self) -> bool {
+        self.running.is_some()
     }
 
     fn info(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut m = serde_json::Map::new();
-        m.insert("lua_version".into(), self.lua_version.clone().into());
-        m.insert("process_running".into(), self.child.is_some().into());
         m.insert(
             "pid".into(),
-            self.child
+            self.running
                 .as_ref()
-                .map_or(serde_json::Value::Null, |r| r.child.id().into()),
+                .map_or(serde_json::Value::Null, |r| r.pid.into()),
         );
-        m.insert("restarts".into(), self.restarts.into());
         m
     }
 }
 
-impl Drop for ProcessVm {
-    fn drop(&mut self) {
-        let Some(mut running) = self.child.take() else {
-            return;
-        };
-        // Ask politely, wait (bounded) for the child's end of stdout to close, then make
-        // sure: no child and no zombie outlives the VM.
-        let _ = running.conn.quit();
-        let exited = running.conn.wait_for_eof(QUIT_GRACE);
-        let still_running = !exited || matches!(running.child.try_wait(), Ok(None));
-        running.reap(still_running);
+/// A `process` VM: the agent VM over a child interpreter.
+pub type ProcessVm = AgentBackend<LocalTransport>;
+
+/// Creates a `process` VM (also what serves `networked` VMs, which must load LuaSocket).
+pub fn new(options: &VmOptions) -> Result<ProcessVm> {
+    let transport = LocalTransport::new(&options.lua_executable, options.memory_limit);
+    let mut vm = AgentBackend {
+        vm: AgentVm::new(transport, "process", options)?,
+        lua_executable: options.lua_executable.clone(),
+    };
+    if options.networked {
+        check_luasocket(&mut vm)?;
     }
+    Ok(vm)
+}
+
+fn check_luasocket(vm: &mut ProcessVm) -> Result<()> {
+    let req = ExecRequest {
+        code: b"local ok, s = pcall(require, 'socket') if not ok then error(s, 0) end return s._VERSION",
+        args: None,
+        chunk_name: None,
+    };
+    let out = vm.execute(&req, Some(Duration::from_secs(10)), None)?;
+    if out.success {
+        return Ok(());
+    }
+    Err(Error::Original {
+        status: St::LuaSocketNotFound,
+        message: format!(
+            "LuaSocket not found. Install with: luarocks install luasocket (Debian: apt-get install lua-socket); '{}' said: {}",
+            vm.lua_executable,
+            out.error.as_deref().unwrap_or("").lines().next().unwrap_or("")
+        ),
+    })
 }

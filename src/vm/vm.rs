@@ -7,7 +7,6 @@
 
 use crate::error::{Error, Result};
 use crate::vm::embedded::EmbeddedVm;
-use crate::vm::process::ProcessVm;
 use crate::vm::{
     Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmKind, VmOptions,
 };
@@ -94,9 +93,9 @@ impl Vm {
         };
         let backend: Box<dyn Backend> = match options.kind {
             // LuaSocket is a C module: a networked VM is served by a child interpreter.
-            VmKind::Basic if options.networked => Box::new(ProcessVm::new(&options)?),
+            VmKind::Basic if options.networked => Box::new(crate::vm::process::new(&options)?),
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
-            VmKind::Process => Box::new(ProcessVm::new(&options)?),
+            VmKind::Process => Box::new(crate::vm::process::new(&options)?),
             other => {
                 return Err(Error::Unsupported(format!(
                     "VM type '{}' is not built in this version (available: basic, process)",

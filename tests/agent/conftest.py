@@ -1,6 +1,7 @@
 """Drives the agent (src/agent/agent.lua) over real pipes with the framed protocol."""
 
 import json
+import os
 import queue
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 AGENT_PATH = ROOT / "src" / "agent" / "agent.lua"
 AGENT_SOURCE = AGENT_PATH.read_text()
+BOOTSTRAP = (ROOT / "src" / "agent" / "bootstrap.lua").read_text().rstrip("\n")
 
 CANDIDATES = ("lua5.1", "lua5.2", "lua5.3", "lua5.4")
 REQUIRED = ("lua5.1", "lua5.4")
@@ -19,6 +21,10 @@ INTERPRETERS = [name for name in CANDIDATES if shutil.which(name)]
 
 # Default bound on how long one response may take.
 TIMEOUT = 20.0
+# Frames that carry the request's token as their first field.
+TOKEN_KINDS = ("out", "err", "sync", "done", "pong")
+# The limit sent with every request (the host's max_output) unless a test says otherwise.
+LIMIT = 1 << 30
 
 
 def encode_frame(kind, *fields):
@@ -28,10 +34,11 @@ def encode_frame(kind, *fields):
 
 
 def read_frame(stream):
-    """One frame from a binary stream as [kind, field...], or None at EOF."""
+    """One frame from a binary stream as [kind, field...], or None at EOF. The token of
+    the kinds that carry one is returned apart: (frame, token)."""
     header = stream.readline()
     if not header:
-        return None
+        return None, None
     if not header.endswith(b"\n"):
         raise AssertionError(f"truncated header {header!r}")
     parts = header[:-1].split(b" ")
@@ -41,7 +48,11 @@ def read_frame(stream):
         if len(data) != int(n):
             raise AssertionError(f"truncated field after {header!r}")
         fields.append(data)
-    return [parts[0].decode()] + fields
+    kind = parts[0].decode()
+    token = None
+    if kind in TOKEN_KINDS:
+        token = fields.pop(0)
+    return [kind] + fields, token
 
 
 class Result:
@@ -51,40 +62,59 @@ class Result:
         assert done[0] == "done", frames
         self.status = done[1].decode()
         self.values_json = done[2].decode()
-        self.values = json.loads(self.values_json)
+        self.values = json.loads(self.values_json) if self.status != "toobig" else None
         self.error = done[3].decode("utf-8", "replace")
         self.out = b"".join(f[1] for f in frames if f[0] == "out")
         self.err = b"".join(f[1] for f in frames if f[0] == "err")
-        self.streams = [(f[0], f[1]) for f in frames[:-1]]
+        self.streams = [(f[0], f[1]) for f in frames[:-1] if f[0] in ("out", "err")]
 
     def __repr__(self):
         return f"Result({self.frames!r})"
 
 
 class Agent:
-    """A running agent; frames are read by a thread so every wait is bounded."""
+    """A running agent, started as the library starts it: `lua -e <bootstrap>`, the agent
+    source on stdin, frames on descriptor 3, the real stdout and stderr apart. Frames and
+    both raw streams are read by threads so every wait is bounded."""
 
-    def __init__(self, lua, cwd=None):
+    def __init__(self, lua, cwd=None, limit=LIMIT):
         self.lua = lua
+        self.limit = limit
+        self.tokens = []
+        r, w = os.pipe()
         self.proc = subprocess.Popen(
-            [lua, "-e", AGENT_SOURCE],
+            [lua, "-e", BOOTSTRAP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=cwd,
+            close_fds=False,
+            preexec_fn=lambda: os.dup2(w, 3),
         )
+        os.close(w)
+        self.frames_in = os.fdopen(r, "rb")
         self.frames = queue.Queue()
         self.stderr = b""
+        self.stdout = b""
+        self.send_raw(str(len(AGENT_SOURCE.encode())).encode() + b"\n" + AGENT_SOURCE.encode())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._err_reader = threading.Thread(target=self._read_err, daemon=True)
         self._err_reader.start()
+        self._out_reader = threading.Thread(target=self._read_out, daemon=True)
+        self._out_reader.start()
         self.ready = self.next_frame()
 
     def _read(self):
         try:
             while True:
-                frame = read_frame(self.proc.stdout)
+                frame, token = read_frame(self.frames_in)
+                if token is not None:
+                    expected = self.tokens[0] if self.tokens else None
+                    if token != expected:
+                        raise AssertionError(f"frame {frame!r} carries token {token!r}, expected {expected!r}")
+                    if frame[0] in ("done", "pong"):
+                        self.tokens.pop(0)
                 self.frames.put(frame)
                 if frame is None:
                     return
@@ -93,6 +123,9 @@ class Agent:
 
     def _read_err(self):
         self.stderr = self.proc.stderr.read()
+
+    def _read_out(self):
+        self.stdout = self.proc.stdout.read()
 
     def next_frame(self, timeout=TIMEOUT):
         try:
@@ -103,8 +136,18 @@ class Agent:
             raise frame
         return frame
 
+    def request(self, kind, *fields):
+        """The bytes of a request, with a fresh token (and the limit for exec and repl)."""
+        if kind in ("exec", "repl", "ping"):
+            token = os.urandom(8).hex().encode()
+            self.tokens.append(token)
+            fields = (token,) + fields
+            if kind != "ping":
+                fields = fields + (str(self.limit),)
+        return encode_frame(kind, *fields)
+
     def send(self, kind, *fields):
-        self.send_raw(encode_frame(kind, *fields))
+        self.send_raw(self.request(kind, *fields))
 
     def send_raw(self, data):
         self.proc.stdin.write(data)
@@ -118,7 +161,7 @@ class Agent:
             frames.append(frame)
             if frame[0] == "done":
                 return Result(frames)
-            assert frame[0] in ("out", "err"), frames
+            assert frame[0] in ("out", "err", "sync"), frames
 
     def exec(self, code, args=None, chunkname="=(bioxen_vm)", timeout=TIMEOUT):
         if args is None:
@@ -137,18 +180,26 @@ class Agent:
     def wait(self, timeout=TIMEOUT):
         return self.proc.wait(timeout=timeout)
 
+    def raw_output(self, timeout=TIMEOUT):
+        """The real stdout and stderr, once the interpreter has ended."""
+        self._out_reader.join(timeout=timeout)
+        self._err_reader.join(timeout=timeout)
+        return self.stdout, self.stderr
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(timeout=TIMEOUT)
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.frames_in):
             try:
                 stream.close()
             except OSError:
                 pass
         self._reader.join(timeout=TIMEOUT)
         self._err_reader.join(timeout=TIMEOUT)
+        self._out_reader.join(timeout=TIMEOUT)
         self.proc.stderr.close()
+        self.proc.stdout.close()
 
 
 def lua_version(lua):

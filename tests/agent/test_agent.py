@@ -9,6 +9,7 @@ import pytest
 
 from conftest import (
     AGENT_SOURCE,
+    BOOTSTRAP,
     CANDIDATES,
     INTERPRETERS,
     REQUIRED,
@@ -29,10 +30,13 @@ def test_required_interpreters_are_installed():
     )
 
 
-def test_agent_source_fits_in_one_argument():
-    assert len(AGENT_SOURCE.encode()) < 24 * 1024
+def test_bootstrap_is_one_short_quotable_argument():
+    # The agent's source travels on stdin; only the bootstrap is on the command line.
+    assert len(BOOTSTRAP) < 256
     # lua5.4 takes an -e argument that starts with '-' for an option.
-    assert not AGENT_SOURCE.startswith("-")
+    assert not BOOTSTRAP.startswith("-")
+    for c in "'\0\n":
+        assert c not in BOOTSTRAP
     assert "\0" not in AGENT_SOURCE
 
 
@@ -49,7 +53,7 @@ def assert_clean_traceback(error):
 
 def test_ready_frame(agent, lua):
     major, minor = lua_version(lua)
-    assert agent.ready == ["ready", b"1", f"Lua {major}.{minor}".encode()]
+    assert agent.ready == ["ready", b"2", f"Lua {major}.{minor}".encode()]
 
 
 def test_return_2_plus_2(agent):
@@ -452,17 +456,25 @@ def test_real_files_still_work(agent, tmp_path):
 
 def test_child_processes_do_not_touch_the_channel(agent):
     r = agent.exec(
-        "os.execute('echo from-shell; echo to-err >&2; cat') "
-        "local p = io.popen('echo piped; cat') local s = p:read('*a') p:close() return s"
+        "print('before') os.execute('echo from-shell; echo to-err >&2; cat') print('after') "
+        "local p = io.popen('echo piped; cat') local s = p:read('*a') p:close() "
+        "io.open('/dev/stdout', 'w'):write('done 2 3 0\\nok[4]') "
+        "return s"
     )
     assert r.status == "ok", r.error
-    assert r.streams[0] == ("out", b"from-shell\n")
-    assert r.streams[1] == ("err", b"to-err\n")
+    # The shell's output goes to the real stdout and stderr, between two sync frames.
+    kinds = [f[0] for f in r.frames]
+    assert kinds == ["out", "sync", "sync", "out", "out", "done"], r.frames
     assert r.values == ["piped\n"]
     r = agent.exec("return os.execute('exit 3')")
     assert r.status == "ok"
     assert r.values in ([768], [None, "exit", 3])
     assert agent.exec("return 1").values == [1]
+    agent.send("quit")
+    assert agent.wait() == 0
+    out, err = agent.raw_output()
+    assert out == b"from-shell\ndone 2 3 0\nok[4]", out
+    assert err == b"to-err\n", err
 
 
 def test_os_exit_code(agent):
@@ -521,7 +533,7 @@ def test_a_thousand_sequential_requests(agent):
 def test_ping(agent):
     agent.send("ping")
     assert agent.next_frame() == ["pong"]
-    agent.send_raw(b"ping\nping\n")
+    agent.send_raw(agent.request("ping") + agent.request("ping"))
     assert agent.next_frame() == ["pong"]
     assert agent.next_frame() == ["pong"]
 
@@ -540,8 +552,9 @@ def test_eof_exits_cleanly(agent):
 
 @pytest.mark.parametrize(
     "raw",
-    [b"bogus\n", b"exec 1 2\n", b"exec x y z\n", b"EXEC 1 1 1\n", b"ping 3\nabc", b"exec  1 1 1\n",
-     b"repl 1\n", b"exec -1 0 0\n", b"\n", b"exec 1 1 1 \n", b"exec 99999999999999999 0 0\n"],
+    [b"bogus\n", b"exec 1 2\n", b"exec x y z\n", b"EXEC 1 1 1 1 1\n", b"ping 3 4\nabc", b"exec  1 1 1 1\n",
+     b"repl 1\n", b"exec -1 0 0 0 0\n", b"\n", b"exec 1 1 1 1 1 \n", b"exec 2 99999999999999999 0 0 1\n",
+     b"exec 3 0 0 0 1\nxyz1", b"exec 2 0 0 0 1\nab0", b"exec 2 0 0 0 1\nabx", b"ping 0\n"],
 )
 def test_malformed_frame_is_fatal(agent, raw):
     agent.send_raw(raw)
@@ -553,14 +566,15 @@ def test_malformed_frame_is_fatal(agent, raw):
 
 
 def test_truncated_frame_is_fatal(agent):
-    agent.send_raw(b"exec 10 0 0\nreturn")
+    agent.send_raw(b"exec 2 10 0 0 1\nabreturn")
     agent.proc.stdin.close()
     assert agent.next_frame() == ["fatal", b"truncated frame"]
     assert agent.wait() == 70
 
 
 def test_requests_can_be_pipelined(agent):
-    agent.send_raw(encode_frame("exec", "return 1", "", "=(bioxen_vm)") * 3 + encode_frame("ping"))
+    agent.send_raw(b"".join(agent.request("exec", "return 1", "", "=(bioxen_vm)") for _ in range(3))
+                   + agent.request("ping"))
     for _ in range(3):
         assert agent.response().values == [1]
     assert agent.next_frame() == ["pong"]
