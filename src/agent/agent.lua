@@ -36,21 +36,28 @@ OUT:setvbuf("full")
 -- a frame the host did not ask for, or one left over from an earlier request,
 -- is told apart at once. LIMIT bounds what one request may send back in its
 -- values and error text (the host's max_output).
-local TOK, TOKN, LIMIT = "", "0", 16777216
+local TOK, TOKN, LIMIT, DROPPED = "", "0", 16777216, 0
 
 local function send(kind, a) -- kind carries its trailing space: "out "
   fwrite(OUT, kind, TOKN, " ", #a, "\n", TOK, a)
   fflush(OUT)
 end
--- Cuts text to one byte past LIMIT: the host keeps LIMIT and counts the cut.
+-- Cuts text to LIMIT bytes, counting what it cuts in DROPPED.
 local function bounded(s)
-  if #s > LIMIT + 1 then return sub(s, 1, LIMIT + 1) end
+  if #s > LIMIT then
+    DROPPED = DROPPED + #s - LIMIT
+    return sub(s, 1, LIMIT)
+  end
   return s
+end
+local function done_frame(status, values, err)
+  local d = tostring(DROPPED)
+  return "done ", TOKN, " ", #status, " ", #values, " ", #err, " ", #d, "\n", TOK, status, values, err, d
 end
 local function send_done(status, values, err)
   err = bounded(err)
   raw_flush(RAW_OUT)
-  fwrite(OUT, "done ", TOKN, " ", #status, " ", #values, " ", #err, "\n", TOK, status, values, err)
+  fwrite(OUT, done_frame(status, values, err))
   fflush(OUT)
 end
 local function fatal(msg)
@@ -241,7 +248,7 @@ enc = function(v, depth)
   else put(enc_str(opaque(v))) end
 end
 
--- REPL text (cut one byte past LIMIT) and JSON array of the values in
+-- REPL text (cut to LIMIT) and JSON array of the values in
 -- vals[1..n]; the JSON is nil when it does not fit in LIMIT bytes, with the
 -- number of bytes it had reached.
 local function encode_values(vals, n)
@@ -495,11 +502,11 @@ local function finish(ok, ...)
   end
   if not json then
     send("out ", text)
-    return send_done("toobig", "[]", tostring(reached))
+    DROPPED = DROPPED + (reached > LIMIT and reached - LIMIT or 1)
+    return send_done("toobig", "[]", "")
   end
   raw_flush(RAW_OUT)
-  fwrite(OUT, "out ", TOKN, " ", #text, "\n", TOK, text,
-         "done ", TOKN, " 2 ", #json, " 0\n", TOK, "ok", json)
+  fwrite(OUT, "out ", TOKN, " ", #text, "\n", TOK, text, done_frame("ok", json, ""))
   fflush(OUT)
 end
 
@@ -738,7 +745,7 @@ local function begin(tok, limit)
   if not match(tok, "^%x+$") or #tok > 64 then fatal("bad request token") end
   local l = tonumber(limit)
   if not l or l < 1 then fatal("bad request limit") end
-  TOK, TOKN, LIMIT = tok, tostring(#tok), l
+  TOK, TOKN, LIMIT, DROPPED = tok, tostring(#tok), l, 0
 end
 
 fwrite(OUT, "ready 1 ", #_VERSION, "\n2", _VERSION)

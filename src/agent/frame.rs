@@ -73,7 +73,7 @@ impl Kind {
             Kind::Ready => &[Small, Small],
             Kind::Out | Kind::Err => &[Token, Stream],
             Kind::Sync | Kind::Pong => &[Token],
-            Kind::Done => &[Token, Small, Capped, Capped],
+            Kind::Done => &[Token, Small, Capped, Capped, Small],
             Kind::Fatal => &[Capped],
         }
     }
@@ -115,7 +115,7 @@ enum State {
     Header,
     Body {
         kind: Kind,
-        lens: [usize; 4],
+        lens: [usize; 5],
         count: usize,
         index: usize,
         left: usize,
@@ -300,7 +300,7 @@ impl Decoder {
         let kind = Kind::parse(word)
             .ok_or_else(|| corrupt(format!("not an agent frame: {}", shown(&header))))?;
         let spec = kind.fields();
-        let mut lens = [0usize; 4];
+        let mut lens = [0usize; 5];
         let mut count = 0;
         for w in words {
             if count == spec.len() {
@@ -430,10 +430,14 @@ mod tests {
         encode(&mut buf, "out", &[b"ab12", b"hello\n"]);
         encode(&mut buf, "sync", &[b"ab12"]);
         encode(&mut buf, "err", &[b"ab12", b""]);
-        encode(&mut buf, "done", &[b"ab12", b"ok", b"[4]", b""]);
+        encode(&mut buf, "done", &[b"ab12", b"ok", b"[4]", b"", b"0"]);
         assert_eq!(
             decode(&buf, b"ab12", 100).unwrap(),
-            vec!["Stdout:hello\n", "Sync[]/0", r#"Done["ok", "[4]", ""]/0"#]
+            vec![
+                "Stdout:hello\n",
+                "Sync[]/0",
+                r#"Done["ok", "[4]", "", "0"]/0"#
+            ]
         );
         // Byte by byte gives the same frames (output data in pieces).
         let mut d = Decoder::new();
@@ -460,23 +464,23 @@ mod tests {
     fn capped_fields_are_cut_and_counted() {
         let mut buf = Vec::new();
         let big = vec![b'x'; 1000];
-        encode(&mut buf, "done", &[b"t1", b"error", b"[]", &big]);
+        encode(&mut buf, "done", &[b"t1", b"error", b"[]", &big, b"0"]);
         let got = decode(&buf, b"t1", 10).unwrap();
-        assert_eq!(got, vec![r#"Done["error", "[]", "xxxxxxxxxx"]/990"#]);
+        assert_eq!(got, vec![r#"Done["error", "[]", "xxxxxxxxxx", "0"]/990"#]);
     }
 
     #[test]
     fn foreign_and_stale_frames_are_refused() {
         for (bad, token) in [
-            (&b"done 2 2 2 0\nt0ok[]"[..], &b"t1"[..]),
+            (&b"done 2 2 2 0 1\nt0ok[]0"[..], &b"t1"[..]),
             (b"out 5 1\nstalex", b"t1"),
             (b"Hello world\n", b"t1"),
             (b"out x 1\n", b"t1"),
             (b"out 1 99999999999999999\n", b"t1"),
             (b"\n", b"t1"),
-            (b"done 2 2 2\nt1ok[]", b"t1"),
-            (b"done 2 2 2 0 0\n", b"t1"),
-            (b"done 2 99 2 0\n", b"t1"),
+            (b"done 2 2 2 0\nt1ok[]", b"t1"),
+            (b"done 2 2 2 0 0 0\n", b"t1"),
+            (b"done 2 99 2 0 1\n", b"t1"),
             (b"out 2 1\nt1x", b""),
         ] {
             assert!(decode(bad, token, 100).is_err(), "{bad:?}");

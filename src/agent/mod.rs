@@ -76,11 +76,13 @@ pub struct Done {
     pub status: Option<Status>,
     /// JSON array of the returned values (cut to the request's limit).
     pub values_json: Vec<u8>,
-    /// Message and traceback when `status` is `Error` (cut to the request's limit); for
-    /// `TooBig`, how many bytes of JSON the agent had built.
+    /// Message and traceback when `status` is `Error` (cut to the request's limit).
     pub error: Vec<u8>,
     /// Bytes of the values and the error that the host discarded past the limit.
     pub cut: u64,
+    /// Bytes the agent cut from the error text and the values' printed text, or by which
+    /// the values' JSON passed the limit (`TooBig`).
+    pub dropped: u64,
 }
 
 /// A request token: 16 hex digits from the system's random source, so that no frame

@@ -448,12 +448,17 @@ impl<T: Transport> AgentVm<T> {
                                 String::from_utf8_lossy(f.field(0))
                             ));
                         };
+                        let dropped = std::str::from_utf8(f.field(3))
+                            .ok()
+                            .and_then(|d| d.parse().ok())
+                            .unwrap_or(0);
                         let mut fields = f.fields.into_iter().skip(1);
                         break Step::Done(Done {
                             status: Some(status),
                             values_json: fields.next().unwrap_or_default(),
                             error: fields.next().unwrap_or_default(),
                             cut: f.cut,
+                            dropped,
                         });
                     }
                 }
@@ -533,23 +538,14 @@ impl<T: Transport> AgentVm<T> {
 
     /// The result of a `done` frame.
     fn output(&mut self, done: Done, started: clock::Stamp) -> ExecOutput {
-        let mut dropped = done.cut;
+        let dropped = done.cut + done.dropped;
         let (ok, error, values) = match done.status {
             Some(Status::Ok) if done.cut == 0 => (true, None, done.values_json),
-            Some(Status::Ok) | Some(Status::TooBig) => {
-                let reached: u64 = std::str::from_utf8(&done.error)
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                dropped = dropped
-                    .max(reached.saturating_sub(self.max_output as u64))
-                    .max(1);
-                (
-                    false,
-                    Some(crate::vm::values_too_large_message(self.max_output)),
-                    Vec::new(),
-                )
-            }
+            Some(Status::Ok) | Some(Status::TooBig) => (
+                false,
+                Some(crate::vm::values_too_large_message(self.max_output)),
+                Vec::new(),
+            ),
             _ => (
                 false,
                 Some(String::from_utf8_lossy(&done.error).into_owned()),

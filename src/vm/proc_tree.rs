@@ -59,13 +59,14 @@ fn children(pid: i32) -> Vec<i32> {
 /// Every living descendant of `root` (not `root` itself).
 pub fn descendants(root: i32) -> Vec<i32> {
     let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     let mut queue = vec![root];
     while let Some(p) = queue.pop() {
         for c in children(p) {
-            if out.len() > 100_000 {
+            if seen.len() > 100_000 {
                 return out;
             }
-            if !out.contains(&c) {
+            if seen.insert(c) {
                 queue.push(c);
                 if alive(c) {
                     out.push(c);

@@ -473,10 +473,11 @@ impl Transport for LocalTransport {
         };
         let pid = r.pid;
         if !r.check_exited() {
-            // Frozen, it starts nothing new while its descendants are killed; as their
-            // subreaper it collects the orphans of the ones killed first.
+            // Frozen with its whole process group, nothing of it starts anything new
+            // while its descendants are killed; as their subreaper it collects the
+            // orphans of the ones killed first.
             // SAFETY: plain syscalls on our unreaped child and its group.
-            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            unsafe { libc::kill(-pid, libc::SIGSTOP) };
             proc_tree::kill_descendants(pid, KILL_LIMIT);
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);

@@ -67,9 +67,9 @@ def test_return_2_plus_2(agent):
 
 def test_no_values_no_output(agent):
     r = agent.exec("local x = 1")
-    assert r.frames == [["done", b"ok", b"[]", b""]]
+    assert r.frames == [["done", b"ok", b"[]", b"", b"0"]]
     r = agent.exec("")
-    assert r.frames == [["done", b"ok", b"[]", b""]]
+    assert r.frames == [["done", b"ok", b"[]", b"", b"0"]]
 
 
 def test_several_values_are_printed_like_the_repl(agent):
@@ -226,7 +226,7 @@ def test_repl_expression_statement_and_equals(agent):
     r = agent.repl("1 + 1")
     assert (r.status, r.out, r.values) == ("ok", b"2\n", [2])
     r = agent.repl("y = 5")
-    assert r.frames == [["done", b"ok", b"[]", b""]]
+    assert r.frames == [["done", b"ok", b"[]", b"", b"0"]]
     r = agent.repl("=y")
     assert (r.out, r.values) == (b"5\n", [5])
     r = agent.repl("= y * 2")
@@ -242,11 +242,11 @@ def test_repl_expression_statement_and_equals(agent):
 
 def test_repl_incomplete_input_then_completion(agent):
     r = agent.repl("function f()")
-    assert r.frames == [["done", b"incomplete", b"[]", b""]]
+    assert r.frames == [["done", b"incomplete", b"[]", b"", b"0"]]
     r = agent.repl("function f()\n  return 7", first=False)
     assert r.status == "incomplete"
     r = agent.repl("function f()\n  return 7\nend", first=False)
-    assert r.frames == [["done", b"ok", b"[]", b""]]
+    assert r.frames == [["done", b"ok", b"[]", b"", b"0"]]
     assert agent.repl("f()").values == [7]
     assert agent.repl("for i = 1, 2 do").status == "incomplete"
     assert agent.repl("x = [[long").status == "incomplete"
@@ -590,3 +590,39 @@ def test_agent_writes_nothing_to_its_stderr(lua, tmp_path):
         a.close()
     assert a.stderr == b""
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- bounds and tokens
+
+
+def test_the_limit_bounds_values_and_error_text(lua, tmp_path):
+    a = Agent(lua, cwd=tmp_path, limit=100)
+    try:
+        r = a.exec("return string.rep('x', 1000)")
+        assert r.status == "toobig"
+        assert r.values_json == "[]"
+        assert len(r.out) == 100
+        assert int(r.frames[-1][4]) >= 900
+        r = a.exec("local t = {} for i = 1, 40 do t = {t, t} end return t", timeout=10)
+        assert r.status == "toobig"
+        r = a.exec("error(string.rep('e', 5000), 0)")
+        assert r.status == "error"
+        assert r.error == "e" * 100
+        assert int(r.frames[-1][4]) >= 4900
+        assert a.exec("return 1").values == [1]
+    finally:
+        a.close()
+
+
+def test_colliding_keys_become_sorted_pairs(agent):
+    r = agent.exec("return {[1] = 'a', ['1'] = 'b', [true] = 'c', ['true'] = 'd'}, {x = 1}")
+    assert r.values == [{"$lua_pairs": [["1", "b"], ["true", "d"], [1, "a"], [True, "c"]]}, {"x": 1}]
+
+
+def test_every_response_frame_carries_the_request_token(agent):
+    agent.send("exec", "print(1) io.stderr:write('e') os.execute('true') return 2", "", "=(bioxen_vm)")
+    frames = []
+    while not frames or frames[-1][0] != "done":
+        frames.append(agent.next_frame())
+    # The reader thread checked each token against the request's; all kinds came.
+    assert [f[0] for f in frames] == ["out", "err", "sync", "sync", "out", "done"]
