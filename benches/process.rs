@@ -452,33 +452,49 @@ impl Drop for PtyLua {
     }
 }
 
-/// The agent started by hand as the library starts it (`lua -e <agent>`, stdin and
-/// stdout piped), for the floor of creating and freeing a process VM.
+/// The agent started by hand as the library starts it (`lua -e <bootstrap>`, stdin piped,
+/// the agent's source written to it, frames read from descriptor 3), for the floor of
+/// creating and freeing a process VM.
 struct RawAgent {
     child: Child,
     stdin: ChildStdin,
 }
 
 impl RawAgent {
-    /// Spawns the interpreter and reads the agent's ready frame.
+    /// Spawns the interpreter, sends it the agent and reads the agent's ready frame.
     fn start(lua: &str) -> Self {
-        let mut child = Command::new(lua)
-            .arg("-e")
-            .arg(bioxen_vm::agent::SOURCE)
+        let mut fds = [0; 2];
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let wfd = w.as_raw_fd();
+        let mut cmd = Command::new(lua);
+        cmd.arg("-e")
+            .arg(bioxen_vm::agent::BOOTSTRAP)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the agent");
-        let stdin = child.stdin.take().expect("stdin");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(wfd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("starting the agent");
+        drop(w);
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(&bioxen_vm::agent::preamble())
+            .expect("sending the agent");
+        let mut frames = BufReader::new(std::fs::File::from(r));
         let mut header = String::new();
-        stdout.read_line(&mut header).expect("the ready frame");
+        frames.read_line(&mut header).expect("the ready frame");
         let mut words = header.split_whitespace();
         assert_eq!(words.next(), Some("ready"), "first frame: {header:?}");
         let len: usize = words.map(|w| w.parse::<usize>().expect("a length")).sum();
         let mut fields = vec![0u8; len];
-        stdout
+        frames
             .read_exact(&mut fields)
             .expect("the ready frame's fields");
         RawAgent { child, stdin }
@@ -1090,7 +1106,7 @@ fn section_create(cx: &Ctx) -> (Vec<Row>, String) {
     let note = format!(
         "create: bioxen_vm_new({{\"vm_type\":\"process\",\"lua_executable\":\"lua5.x\"}}) then bioxen_vm_free, create and free timed \
          apart and together, vs a bare `lua5.x -e \"{CODE}\"` spawn + wait (stdio on /dev/null), and vs the agent started by hand: \
-         `lua5.4 -e <the agent's {} bytes>` spawned with piped stdin and stdout, its ready frame read (start), then `quit` written \
+         `lua5.4 -e <bootstrap>` spawned with piped stdin and descriptor 3, the agent's {} bytes sent, its ready frame read (start), then `quit` written \
          and the child waited for with a blocking waitpid (stop); {samples} samples per side, one operation each, the 5 sides \
          rotating, after {warmup} warm-up rounds",
         bioxen_vm::agent::SOURCE.len()

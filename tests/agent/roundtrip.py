@@ -2,45 +2,30 @@
 """Median round trip of `exec "return 1"` through the agent, per installed interpreter.
 
 Not a test: run it by hand (python3 tests/agent/roundtrip.py [N]). The time covers
-writing the request frame, the agent running it, and reading the out and done frames.
+writing the request frame, the agent running it, and reading the out and done frames
+(through the test harness's reader thread, as the agent tests drive it).
 """
 
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-AGENT = (Path(__file__).resolve().parents[2] / "src" / "agent" / "agent.lua").read_text()
-
-
-def read_frame(stream):
-    parts = stream.readline()[:-1].split(b" ")
-    return [parts[0]] + [stream.read(int(n)) for n in parts[1:]]
+from conftest import Agent
 
 
 def measure(lua, count):
-    proc = subprocess.Popen([lua, "-e", AGENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    agent = Agent(lua)
     try:
-        assert read_frame(proc.stdout)[0] == b"ready"
-        code = b"return 1"
-        request = b"exec %d 0 12\n%s=(bioxen_vm)" % (len(code), code)
         samples = []
         for _ in range(count):
             t0 = time.perf_counter_ns()
-            proc.stdin.write(request)
-            proc.stdin.flush()
-            while read_frame(proc.stdout)[0] != b"done":
-                pass
+            agent.exec("return 1")
             samples.append(time.perf_counter_ns() - t0)
-        proc.stdin.write(b"quit\n")
-        proc.stdin.flush()
-        proc.wait(timeout=10)
+        agent.send("quit")
+        agent.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        agent.close()
     warm = samples[count // 10:]
     return statistics.median(warm), min(warm)
 
