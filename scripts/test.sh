@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------------------
-packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.4-dev lua-socket python3 python3-venv python3-dev)
+packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.4-dev lua-socket libssl-dev zlib1g-dev openssh-server openssh-client python3 python3-venv python3-dev)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -261,6 +261,9 @@ impl<T: Transport> AgentVm<T> {
                 }
                 Ok(Pumped::Ended) => {
                     let ended = self.transport.ended();
+                    if let Some(e) = self.transport.broken() {
+                        return Err(e);
+                    }
                     break match ended.code {
                         Some(c) => format!("it exited with status {c}"),
                         None => format!("it {}", ended.describe()),
@@ -392,6 +395,13 @@ impl<T: Transport> AgentVm<T> {
                 }
                 Ok(Pumped::Ended) => {
                     let ended = self.transport.ended();
+                    if let Some(e) = self.transport.broken() {
+                        self.pending.clear();
+                        self.capture.clear();
+                        self.decoder.reset();
+                        self.inbox.clear();
+                        break Err(e);
+                    }
                     break Ok(Outcome::Lost(self.lost(Some(ended), "")));
                 }
                 Err(e) => {

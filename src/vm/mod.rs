@@ -12,6 +12,8 @@ pub(crate) mod options;
 mod output;
 mod proc_tree;
 pub mod process;
+pub mod shell;
+pub mod ssh;
 pub mod transport;
 #[allow(clippy::module_inception)]
 mod vm;

@@ -75,6 +75,8 @@ pub struct VmOptions {
     pub max_output: usize,
     /// Most compiled chunks kept for re-execution.
     pub chunk_cache: usize,
+    /// The `ssh` kind's own options (host, user, credentials, host-key check).
+    pub ssh: Option<crate::vm::ssh::SshOptions>,
 }
 
 /// Default cap on the bytes of output one stream keeps per execution.
@@ -95,6 +97,7 @@ impl Default for VmOptions {
             lua_executable: "lua".to_string(),
             max_output: DEFAULT_MAX_OUTPUT,
             chunk_cache: DEFAULT_CHUNK_CACHE,
+            ssh: None,
         }
     }
 }
@@ -186,10 +189,19 @@ pub(crate) fn reject_unknown(map: &Map<String, Value>, known: &[&str], what: &st
 impl VmOptions {
     /// Options from a JSON object, on top of `base` (a manager's defaults).
     pub fn from_json(map: &Map<String, Value>, base: &VmOptions) -> Result<VmOptions> {
-        reject_unknown(map, VM_OPTION_KEYS, "VM")?;
         let mut o = base.clone();
         if let Some(t) = get_str(map, "vm_type")? {
             o.kind = VmKind::parse(t)?;
+        }
+        if o.kind == VmKind::Ssh {
+            let own: Map<String, Value> = map
+                .iter()
+                .filter(|(k, _)| !VM_OPTION_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            o.ssh = Some(crate::vm::ssh::SshOptions::from_json(own)?);
+        } else {
+            reject_unknown(map, VM_OPTION_KEYS, "VM")?;
         }
         if let Some(s) = get_str(map, "sandbox")? {
             o.sandbox = match s {
@@ -267,6 +279,9 @@ impl VmOptions {
         m.insert("lua_executable".into(), self.lua_executable.clone().into());
         m.insert("max_output".into(), self.max_output.into());
         m.insert("chunk_cache".into(), self.chunk_cache.into());
+        if let Some(ssh) = &self.ssh {
+            m.extend(ssh.to_json());
+        }
         m
     }
 }

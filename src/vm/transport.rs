@@ -110,6 +110,13 @@ pub trait Transport: Send {
     /// Whether an interpreter is running.
     fn running(&self) -> bool;
 
+    /// After `pump` reported an end or an error: the status the call fails with when the
+    /// interpreter could not be reached at all (a lost connection), rather than a failed
+    /// result. Taken once.
+    fn broken(&mut self) -> Option<crate::error::Error> {
+        None
+    }
+
     /// Kind-specific facts for `info`.
     fn info(&self) -> serde_json::Map<String, serde_json::Value>;
 }

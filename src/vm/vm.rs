@@ -96,9 +96,10 @@ impl Vm {
             VmKind::Basic if options.networked => Box::new(crate::vm::process::new(&options)?),
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
             VmKind::Process => Box::new(crate::vm::process::new(&options)?),
+            VmKind::Ssh => Box::new(crate::vm::ssh::new(&options)?),
             other => {
                 return Err(Error::Unsupported(format!(
-                    "VM type '{}' is not built in this version (available: basic, process)",
+                    "VM type '{}' is not built in this version (available: basic, process, ssh)",
                     other.name()
                 )))
             }

@@ -1,6 +1,8 @@
 //! Helpers for calling the C ABI from Rust tests.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use bioxen_vm::ffi::*;
 use std::ffi::{CStr, CString};
 use std::ptr;
