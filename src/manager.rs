@@ -44,9 +44,16 @@ pub struct Manager {
 impl Manager {
     pub fn new(options_json: &str) -> Result<Manager> {
         let map = parse_object(options_json, "manager options")?;
+        // A manager of ssh VMs may hold their connection options as defaults too.
+        let ssh_keys: &[&str] = if get_str(&map, "vm_type")? == Some("ssh") {
+            crate::vm::ssh::options::SSH_OPTION_KEYS
+        } else {
+            &[]
+        };
         let known: Vec<&str> = MANAGER_KEYS
             .iter()
             .chain(DEFAULT_VM_KEYS)
+            .chain(ssh_keys)
             .copied()
             .collect();
         reject_unknown(&map, &known, "manager")?;
@@ -62,7 +69,7 @@ impl Manager {
             },
         };
         let mut vm_defaults = Map::new();
-        for k in DEFAULT_VM_KEYS {
+        for k in DEFAULT_VM_KEYS.iter().chain(ssh_keys) {
             if let Some(v) = map.get(*k) {
                 vm_defaults.insert((*k).to_string(), v.clone());
             }

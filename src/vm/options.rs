@@ -199,7 +199,10 @@ impl VmOptions {
                 .filter(|(k, _)| !VM_OPTION_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
-            o.ssh = Some(crate::vm::ssh::SshOptions::from_json(own)?);
+            o.ssh = Some(crate::vm::ssh::SshOptions::from_json(
+                own,
+                base.ssh.as_ref(),
+            )?);
         } else {
             reject_unknown(map, VM_OPTION_KEYS, "VM")?;
         }

@@ -179,6 +179,9 @@ pub fn kind_members() -> String {
         return r#""vm_type": "basic""#.to_string();
     }
     let lua = std::env::var("BIOXEN_TEST_LUA").unwrap_or_else(|_| "lua5.4".into());
+    if kind == "ssh" {
+        return sshd::shared().members(&lua);
+    }
     format!(r#""vm_type": {kind:?}, "lua_executable": {lua:?}"#)
 }
 
@@ -199,10 +202,10 @@ pub fn test_kind() -> String {
 /// What a stopped execution adds to its message on the test kind: a child interpreter is
 /// killed and restarted, losing its state.
 pub fn lost_state_note() -> &'static str {
-    if test_kind() == "basic" {
-        ""
-    } else {
-        "; the process VM was restarted and its state was lost"
+    match test_kind().as_str() {
+        "basic" => "",
+        "ssh" => "; the ssh VM was restarted and its state was lost",
+        _ => "; the process VM was restarted and its state was lost",
     }
 }
 

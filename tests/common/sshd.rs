@@ -20,6 +20,8 @@ pub const PASSWORD: &str = "correct horse 'battery' $staple";
 
 pub struct Sshd {
     pub port: u16,
+    /// The server's mount namespace: the processes of this rig are the ones in it.
+    ns: String,
     pub dir: PathBuf,
     child: Option<Child>,
     /// Private key accepted for USER (ed25519, no passphrase).
@@ -37,7 +39,9 @@ pub struct Sshd {
 pub const KEY_PASSPHRASE: &str = "open sesame";
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}",
@@ -55,7 +59,16 @@ fn free_port() -> u16 {
 
 pub fn keygen(path: &Path, passphrase: &str) {
     run(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", passphrase, "-C", "bioxen-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            passphrase,
+            "-C",
+            "bioxen-test",
+            "-f",
+        ])
         .arg(path));
 }
 
@@ -159,6 +172,7 @@ impl Sshd {
                 .expect("starting sshd through unshare");
             let mut s = Sshd {
                 port,
+                ns: String::new(),
                 dir: dir.clone(),
                 child: Some(child),
                 key: key.clone(),
@@ -168,6 +182,7 @@ impl Sshd {
                 host_pub: host_pub.clone(),
             };
             if s.wait_listening(Duration::from_secs(5)) {
+                s.ns = s.pid().map(namespace_of).unwrap_or_default();
                 return s;
             }
             s.stop();
@@ -206,16 +221,21 @@ impl Sshd {
         self.child.as_ref().map(Child::id)
     }
 
-    /// JSON members of an ssh VM's options for this server with key authentication
-    /// (`extra` members appended).
-    pub fn options(&self, lua: &str, extra: &str) -> String {
-        let sep = if extra.is_empty() { "" } else { ", " };
+    /// JSON members (no braces) of an ssh VM's options for this server with key
+    /// authentication.
+    pub fn members(&self, lua: &str) -> String {
         format!(
-            r#"{{"vm_type": "ssh", "host": "127.0.0.1", "port": {}, "username": "{USER}", "key_file": {:?}, "known_hosts": {:?}, "use_agent": false, "lua_executable": "{lua}"{sep}{extra}}}"#,
+            r#""vm_type": "ssh", "host": "127.0.0.1", "port": {}, "username": "{USER}", "key_file": {:?}, "known_hosts": {:?}, "use_agent": false, "lua_executable": "{lua}""#,
             self.port,
             self.key.display().to_string(),
             self.known_hosts.display().to_string()
         )
+    }
+
+    /// An ssh VM's options object for this server (`extra` members appended).
+    pub fn options(&self, lua: &str, extra: &str) -> String {
+        let sep = if extra.is_empty() { "" } else { ", " };
+        format!("{{{}{sep}{extra}}}", self.members(lua))
     }
 
     /// Kills the server (by pid) and waits for it.
@@ -263,16 +283,49 @@ impl Sshd {
     }
 }
 
+impl Sshd {
+    /// Living processes of the test user on this server (the remote side's process list).
+    pub fn processes(&self) -> Vec<Proc> {
+        all_processes()
+            .into_iter()
+            .filter(|p| p.uid == UID && !p.zombie && namespace_of(p.pid as u32) == self.ns)
+            .collect()
+    }
+
+    /// Waits (bounded) until the test user runs no process on this server that matches
+    /// `pred`; the ones left otherwise.
+    pub fn wait_gone(&self, pred: impl Fn(&Proc) -> bool, limit: Duration) -> Vec<String> {
+        let end = Instant::now() + limit;
+        loop {
+            let left: Vec<String> = self
+                .processes()
+                .into_iter()
+                .filter(|p| pred(p))
+                .map(|p| format!("{} {:?}", p.pid, p.cmdline))
+                .collect();
+            if left.is_empty() || Instant::now() >= end {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn namespace_of(pid: u32) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
 impl Drop for Sshd {
     fn drop(&mut self) {
         self.thaw();
+        let mine = self.processes();
         self.stop();
-        // Whatever the user's processes are, they die with the rig.
-        for p in all_processes() {
-            if p.uid == UID {
-                // SAFETY: plain syscall on a process of the test user.
-                unsafe { libc::kill(p.pid, libc::SIGKILL) };
-            }
+        // Whatever the user's processes on this server are, they die with it.
+        for p in mine {
+            // SAFETY: plain syscall on a process of the test user in this rig.
+            unsafe { libc::kill(p.pid, libc::SIGKILL) };
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -329,32 +382,49 @@ pub fn all_processes() -> Vec<Proc> {
     out
 }
 
-/// Living processes of the test user (the remote side's process list).
-pub fn user_processes() -> Vec<Proc> {
-    all_processes()
-        .into_iter()
-        .filter(|p| p.uid == UID && !p.zombie)
-        .collect()
-}
-
-/// Waits (bounded) until the test user runs no process whose command line matches
-/// `pred`; the ones left otherwise.
-pub fn wait_user_processes_gone(pred: impl Fn(&Proc) -> bool, limit: Duration) -> Vec<String> {
-    let end = Instant::now() + limit;
-    loop {
-        let left: Vec<String> = user_processes()
-            .into_iter()
-            .filter(|p| pred(p))
-            .map(|p| format!("{} {:?}", p.pid, p.cmdline))
-            .collect();
-        if left.is_empty() || Instant::now() >= end {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Whether a process is one of the library's interpreters (lua started by the launcher).
 pub fn is_interpreter(p: &Proc) -> bool {
     p.exe_name.starts_with("lua")
+}
+
+static SHARED: std::sync::OnceLock<Sshd> = std::sync::OnceLock::new();
+static SHARED_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+static SHARED_DIR: std::sync::Mutex<Option<PathBuf>> = std::sync::Mutex::new(None);
+
+extern "C" fn stop_shared() {
+    let pid = SHARED_PID.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: plain syscalls on the rig's own server, at process exit.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    for p in all_processes() {
+        if p.uid == UID {
+            // SAFETY: plain syscall on a process of the test user.
+            unsafe { libc::kill(p.pid, libc::SIGKILL) };
+        }
+    }
+    if let Ok(Some(dir)) = SHARED_DIR.lock().map(|d| d.clone()) {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// One server for a whole test binary (the shared behaviour suites on ssh VMs), stopped by
+/// its pid when the binary exits.
+pub fn shared() -> &'static Sshd {
+    SHARED.get_or_init(|| {
+        let s = Sshd::start("");
+        SHARED_PID.store(
+            s.pid().map_or(0, |p| p as i32),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        if let Ok(mut d) = SHARED_DIR.lock() {
+            *d = Some(s.dir.clone());
+        }
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(stop_shared) };
+        s
+    })
 }

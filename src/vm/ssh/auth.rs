@@ -32,10 +32,7 @@ fn check_key_file(path: &str, has_passphrase: bool) -> Result<bool> {
     }
     let encrypted = if text.contains("BEGIN OPENSSH PRIVATE KEY") {
         // openssh-key-v1: the cipher name follows the magic; "none" when not encrypted.
-        let body: String = text
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .collect();
+        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
         super::options::base64_decode(body.trim())
             .map(|b| !b.windows(4).take(64).any(|w| w == b"none"))
             .unwrap_or(false)

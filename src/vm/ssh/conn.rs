@@ -44,7 +44,10 @@ fn conn_error(message: String) -> Error {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// The remote command exited (code), or was killed by a signal (name).
-    Exited { code: Option<i32>, signal: Option<String> },
+    Exited {
+        code: Option<i32>,
+        signal: Option<String>,
+    },
     /// The server refused to open the channel (its `MaxSessions`, typically).
     Refused(String),
     /// The connection is gone.
@@ -264,7 +267,9 @@ impl Connection {
         let mut st = self.shared.state.lock();
         let dead = st.dead.clone();
         let Some(c) = st.channels.get_mut(&id) else {
-            return Some(Exit::Lost(dead.unwrap_or_else(|| "the channel is gone".into())));
+            return Some(Exit::Lost(
+                dead.unwrap_or_else(|| "the channel is gone".into()),
+            ));
         };
         let resume = c.stdout.len() >= CHANNEL_BUFFER || c.stderr.len() >= CHANNEL_BUFFER;
         out.append(&mut c.stdout);
@@ -408,7 +413,10 @@ impl Broker {
             if idle_conn {
                 // Nothing reads the socket without a channel: wait for one (the pool holds
                 // connections weakly, so an unused one is dropped, not kept alive).
-                wait_readable(self.shared.wake.raw_fd(), Some(now + Duration::from_millis(500)));
+                wait_readable(
+                    self.shared.wake.raw_fd(),
+                    Some(now + Duration::from_millis(500)),
+                );
                 self.shared.wake.clear();
                 self.rx_at = Instant::now();
                 next_keepalive = self.rx_at + self.keepalive;
@@ -597,14 +605,24 @@ impl Broker {
                 match r {
                     Ok(0) => break,
                     Ok(n) => {
-                        let dst = if stream == 0 { &mut c.stdout } else { &mut c.stderr };
+                        let dst = if stream == 0 {
+                            &mut c.stdout
+                        } else {
+                            &mut c.stderr
+                        };
                         dst.extend_from_slice(&self.buf[..n]);
                         self.rx_at = Instant::now();
                         progress = true;
                         news = true;
                     }
                     Err(e) if io_would_block(&e) => break,
-                    Err(e) => return Err(format!("reading from the connection failed: {e}")),
+                    Err(e) => {
+                        let code = ssh2::Error::last_session_error(&self.sess)
+                            .map(|e| format!("{:?} {}", e.code(), e.message()));
+                        return Err(format!(
+                            "reading from the connection failed: {e} ({code:?})"
+                        ));
+                    }
                 }
             }
         }
@@ -626,6 +644,7 @@ impl Broker {
     /// The connection is over: ends every channel and says why.
     fn finish(self, reason: Option<String>) {
         let mut st = self.shared.state.lock();
+        let _ = (self.tcp.as_raw_fd(),);
         if let Some(why) = &reason {
             log::debug!(target: "bioxen_vm::ssh", "connection to {} lost: {why}", self.shared.info.target);
         }

@@ -77,9 +77,7 @@ fn glob(pattern: &[u8], name: &[u8]) -> bool {
         Some((b'*', rest)) => (0..=name.len()).any(|i| glob(rest, &name[i..])),
         Some((b'?', rest)) => !name.is_empty() && glob(rest, &name[1..]),
         Some((c, rest)) => {
-            name.first()
-                .is_some_and(|n| n.eq_ignore_ascii_case(c))
-                && glob(rest, &name[1..])
+            name.first().is_some_and(|n| n.eq_ignore_ascii_case(c)) && glob(rest, &name[1..])
         }
     }
 }

@@ -31,11 +31,8 @@ pub fn new(options: &VmOptions) -> Result<SshVm> {
         .ssh
         .clone()
         .ok_or_else(|| Error::invalid("an ssh VM needs the options host and username"))?;
-    let transport = transport::SshTransport::new(
-        Arc::new(ssh),
-        &options.lua_executable,
-        options.memory_limit,
-    )?;
+    let transport =
+        transport::SshTransport::new(Arc::new(ssh), &options.lua_executable, options.memory_limit)?;
     Ok(AgentBackend {
         vm: AgentVm::new(transport, "ssh", options)?,
         lua_executable: options.lua_executable.clone(),

@@ -38,10 +38,12 @@ pub enum HostKeyPolicy {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    host: String,
+    #[serde(default)]
+    host: Option<String>,
     #[serde(default)]
     port: Option<u16>,
-    username: String,
+    #[serde(default)]
+    username: Option<String>,
     #[serde(default)]
     key_file: Option<String>,
     #[serde(default)]
@@ -120,45 +122,90 @@ fn default_known_hosts() -> String {
 }
 
 impl SshOptions {
-    /// Parses the kind's own keys (the VM options minus the common ones).
-    pub fn from_json(map: serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+    /// Parses the kind's own keys (the VM options minus the common ones), on top of
+    /// `base` (a manager's defaults) when there is one.
+    pub fn from_json(
+        map: serde_json::Map<String, serde_json::Value>,
+        base: Option<&SshOptions>,
+    ) -> Result<Self> {
         let raw: Raw = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
             Error::invalid(format!(
                 "ssh VM options: {e} (ssh keys: {})",
                 SSH_OPTION_KEYS.join(", ")
             ))
         })?;
-        if raw.host.trim().is_empty() || raw.host.contains(['\0', '\n', ' ']) {
-            return Err(Error::invalid("option 'host' must be a host name or address"));
+        let host = raw
+            .host
+            .or_else(|| base.map(|b| b.host.clone()))
+            .ok_or_else(|| Error::invalid("an ssh VM needs the option 'host'"))?;
+        if host.trim().is_empty() || host.contains(['\0', '\n', ' ']) {
+            return Err(Error::invalid(
+                "option 'host' must be a host name or address",
+            ));
         }
-        if raw.username.is_empty() || raw.username.contains('\0') {
+        let username = raw
+            .username
+            .or_else(|| base.map(|b| b.username.clone()))
+            .ok_or_else(|| Error::invalid("an ssh VM needs the option 'username'"))?;
+        if username.is_empty() || username.contains('\0') {
             return Err(Error::invalid("option 'username' must not be empty"));
         }
-        if let Some(fp) = &raw.host_key_fingerprint {
+        let fingerprint = raw
+            .host_key_fingerprint
+            .or_else(|| base.and_then(|b| b.host_key_fingerprint.clone()));
+        if let Some(fp) = &fingerprint {
             let b64 = fp.strip_prefix("SHA256:").unwrap_or("");
-            if b64.is_empty() || base64_decode(b64).map_or(true, |d| d.len() != 32) {
+            if b64.is_empty() || base64_decode(b64).is_none_or(|d| d.len() != 32) {
                 return Err(Error::invalid(format!(
                     "option 'host_key_fingerprint' must be SHA256:<base64 of 32 bytes>, as ssh-keygen -lf prints it, not '{fp}'"
                 )));
             }
         }
-        let port = raw.port.unwrap_or(22);
+        let port = raw.port.or(base.map(|b| b.port)).unwrap_or(22);
         if port == 0 {
             return Err(Error::invalid("option 'port' must be from 1 to 65535"));
         }
+        let secs = |v: Option<f64>, key: &str, from_base: Option<Duration>, default: f64| match (
+            v, from_base,
+        ) {
+            (None, Some(d)) => Ok(d),
+            (v, _) => seconds(v, key, default),
+        };
         Ok(SshOptions {
-            use_agent: raw.use_agent.unwrap_or(true),
-            host: raw.host,
+            use_agent: raw.use_agent.or(base.map(|b| b.use_agent)).unwrap_or(true),
+            host,
             port,
-            username: raw.username,
-            key_file: raw.key_file,
-            key_passphrase: raw.key_passphrase,
-            password: raw.password,
-            known_hosts: raw.known_hosts.unwrap_or_else(default_known_hosts),
-            host_key_fingerprint: raw.host_key_fingerprint,
-            host_key_policy: raw.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
-            connect_timeout: seconds(raw.connect_timeout, "connect_timeout", 10.0)?,
-            keepalive_interval: seconds(raw.keepalive_interval, "keepalive_interval", 4.0)?,
+            username,
+            key_file: raw
+                .key_file
+                .or_else(|| base.and_then(|b| b.key_file.clone())),
+            key_passphrase: raw
+                .key_passphrase
+                .or_else(|| base.and_then(|b| b.key_passphrase.clone())),
+            password: raw
+                .password
+                .or_else(|| base.and_then(|b| b.password.clone())),
+            known_hosts: raw
+                .known_hosts
+                .or_else(|| base.map(|b| b.known_hosts.clone()))
+                .unwrap_or_else(default_known_hosts),
+            host_key_fingerprint: fingerprint,
+            host_key_policy: raw
+                .host_key_policy
+                .or(base.map(|b| b.host_key_policy))
+                .unwrap_or(HostKeyPolicy::Strict),
+            connect_timeout: secs(
+                raw.connect_timeout,
+                "connect_timeout",
+                base.map(|b| b.connect_timeout),
+                10.0,
+            )?,
+            keepalive_interval: secs(
+                raw.keepalive_interval,
+                "keepalive_interval",
+                base.map(|b| b.keepalive_interval),
+                4.0,
+            )?,
         })
     }
 
@@ -178,7 +225,10 @@ impl SshOptions {
             }
             .into(),
         );
-        m.insert("connect_timeout".into(), self.connect_timeout.as_secs_f64().into());
+        m.insert(
+            "connect_timeout".into(),
+            self.connect_timeout.as_secs_f64().into(),
+        );
         m.insert(
             "keepalive_interval".into(),
             self.keepalive_interval.as_secs_f64().into(),
@@ -222,7 +272,11 @@ pub fn base64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk.len();
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=n {
             out.push(T[((v >> (18 - 6 * i)) & 63) as usize] as char);
@@ -252,6 +306,7 @@ mod tests {
                 .as_object()
                 .unwrap()
                 .clone(),
+            None,
         )
         .unwrap();
         assert!(!format!("{o:?}").contains("hunter2"));

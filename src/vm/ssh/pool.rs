@@ -99,7 +99,7 @@ pub fn mark_full(o: &SshOptions, conn: &Arc<Connection>) {
 
 /// Live connections to the host of `o` (for `info` and tests).
 pub fn connections_to(o: &SshOptions) -> usize {
-    POOL.lock()
-        .get(&key(o))
-        .map_or(0, |l| l.iter().filter(|e| e.conn.upgrade().is_some()).count())
+    POOL.lock().get(&key(o)).map_or(0, |l| {
+        l.iter().filter(|e| e.conn.upgrade().is_some()).count()
+    })
 }

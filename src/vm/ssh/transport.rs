@@ -39,7 +39,7 @@ fn guard_script() -> String {
 fn launcher() -> String {
     let guard = quote(&guard_script()).unwrap_or_default();
     format!(
-        r#"printf 'bioxen-vm-pid %s\n' "$$"; command -v "$1" >/dev/null 2>&1 || {{ printf 'bioxen-vm-no-lua\n'; exit 127; }}; if command -v setsid >/dev/null 2>&1; then setsid sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & else sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & fi; exec "$1" -e "$2" 3>&1 1>&2"#
+        r#"command -v "$1" >/dev/null 2>&1 || {{ printf 'bioxen-vm-no-lua\n'; exit 127; }}; printf 'bioxen-vm-pid %s\n' "$$"; if command -v setsid >/dev/null 2>&1; then setsid sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & else sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & fi; exec "$1" -e "$2" 3>&1 1>&2"#
     )
 }
 
@@ -105,7 +105,11 @@ fn ended_of(exit: &Option<Exit>) -> Ended {
 }
 
 impl SshTransport {
-    pub fn new(opts: Arc<SshOptions>, lua_executable: &str, memory_limit: Option<usize>) -> Result<Self> {
+    pub fn new(
+        opts: Arc<SshOptions>,
+        lua_executable: &str,
+        memory_limit: Option<usize>,
+    ) -> Result<Self> {
         let token = crate::agent::new_token();
         Ok(SshTransport {
             opts,
@@ -213,7 +217,9 @@ impl Transport for SshTransport {
             quote(bootstrap),
             quote(&launcher()),
         ) else {
-            return Err(Error::invalid("option 'lua_executable' must not hold a NUL byte"));
+            return Err(Error::invalid(
+                "option 'lua_executable' must not hold a NUL byte",
+            ));
         };
         let command = format!(
             "exec env BIOXEN_VM_PROCESS={} sh -c {script} sh {lua} {boot} {}",
@@ -426,7 +432,9 @@ impl Transport for SshTransport {
         let r = self.remote.as_ref();
         m.insert(
             "pid".into(),
-            r.and_then(|r| r.pid).filter(|p| *p > 0).map_or(serde_json::Value::Null, Into::into),
+            r.and_then(|r| r.pid)
+                .filter(|p| *p > 0)
+                .map_or(serde_json::Value::Null, Into::into),
         );
         if let Some(c) = r.map(|r| &r.conn) {
             let i = c.info();
@@ -435,7 +443,10 @@ impl Transport for SshTransport {
             m.insert("connection".into(), i.id.into());
         }
         m.extend(self.opts.to_json());
-        m.insert("connections_to_host".into(), pool::connections_to(&self.opts).into());
+        m.insert(
+            "connections_to_host".into(),
+            pool::connections_to(&self.opts).into(),
+        );
         m
     }
 }
