@@ -31,10 +31,8 @@
 //!   which shows what cross-CPU wake-ups cost on this machine.
 
 use bioxen_vm::ffi::{
-    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_execute, bioxen_vm_free, bioxen_vm_info,
-    bioxen_vm_manager_execute_interactive_command, bioxen_vm_manager_read_output,
-    bioxen_vm_manager_send_input, bioxen_vm_manager_vm_info, bioxen_vm_new, bioxen_vm_result,
-    bioxen_vm_result_free,
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_free, bioxen_vm_manager_read_output,
+    bioxen_vm_manager_send_input, bioxen_vm_manager_vm_info, bioxen_vm_new,
 };
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -49,6 +47,7 @@ use std::time::Instant;
 // three sides, so some of the shared harness stays unused here.
 #[allow(dead_code)]
 mod harness;
+use harness::libvm::{bytes_of, pid_in, LibVm};
 use harness::manager::{cstring, LibManager};
 use harness::*;
 
@@ -84,95 +83,6 @@ fn process_options(lua: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // The library, through its C ABI
 
-/// The bytes of a `bioxen_vm_bytes` the library filled.
-fn bytes_of(b: &bioxen_vm_bytes) -> Vec<u8> {
-    if b.len == 0 || b.data.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the library wrote `len` readable bytes at `data`.
-    unsafe { std::slice::from_raw_parts(b.data.cast::<u8>(), b.len) }.to_vec()
-}
-
-/// A standalone process VM created with `bioxen_vm_new` and freed with `bioxen_vm_free`.
-struct LibVm(u64);
-
-impl LibVm {
-    fn new(options: &str) -> Self {
-        let o = cstring(options);
-        let mut h = 0u64;
-        // SAFETY: `o` is NUL-terminated; `h` is valid for writes.
-        let st = unsafe { bioxen_vm_new(o.as_ptr(), &mut h) };
-        assert_eq!(st, 0, "bioxen_vm_new({options}) failed: {}", last_error());
-        LibVm(h)
-    }
-
-    /// `bioxen_vm_execute` + `bioxen_vm_result_free`, as a C caller does it; panics unless
-    /// the call succeeded and the code ran without error.
-    #[inline]
-    fn exec(&self, code: &[u8], timeout_ms: u64) {
-        let mut r = bioxen_vm_result::empty();
-        // SAFETY: `code` is `code.len()` readable bytes; NULL args; `r` is valid for writes.
-        let st = unsafe {
-            bioxen_vm_execute(
-                self.0,
-                code.as_ptr().cast(),
-                code.len(),
-                std::ptr::null(),
-                timeout_ms,
-                &mut r,
-            )
-        };
-        assert_eq!(st, 0, "bioxen_vm_execute failed: {}", last_error());
-        let ok = r.success;
-        // SAFETY: `r` was filled by the library.
-        unsafe { bioxen_vm_result_free(&mut r) };
-        assert!(ok, "the code raised an error");
-    }
-
-    /// The pid of the VM's child interpreter.
-    fn pid(&self) -> u32 {
-        let mut out = bioxen_vm_bytes::empty();
-        // SAFETY: `out` is valid for writes.
-        let st = unsafe { bioxen_vm_info(self.0, &mut out) };
-        assert_eq!(st, 0, "bioxen_vm_info failed: {}", last_error());
-        let info = bytes_of(&out);
-        // SAFETY: `out` was filled by the library.
-        unsafe { bioxen_vm_bytes_free(&mut out) };
-        pid_in(&info)
-    }
-
-    /// The values (as JSON) `code` returns, checked once before timing.
-    fn values(&self, code: &str) -> String {
-        let mut r = bioxen_vm_result::empty();
-        // SAFETY: as in `exec`.
-        let st = unsafe {
-            bioxen_vm_execute(
-                self.0,
-                code.as_ptr().cast(),
-                code.len(),
-                std::ptr::null(),
-                0,
-                &mut r,
-            )
-        };
-        assert_eq!(st, 0, "bioxen_vm_execute failed: {}", last_error());
-        let v = String::from_utf8_lossy(&bytes_of(&r.values_json)).into_owned();
-        let e = String::from_utf8_lossy(&bytes_of(&r.error_message)).into_owned();
-        let ok = r.success;
-        // SAFETY: `r` was filled by the library.
-        unsafe { bioxen_vm_result_free(&mut r) };
-        assert!(ok, "{code:?} failed: {e}");
-        v
-    }
-}
-
-impl Drop for LibVm {
-    fn drop(&mut self) {
-        let st = bioxen_vm_free(self.0);
-        assert_eq!(st, 0, "bioxen_vm_free failed: {}", last_error());
-    }
-}
-
 impl LibManager {
     /// The pid of the child interpreter of VM `id`.
     fn pid(&self, id: &CStr) -> u32 {
@@ -189,29 +99,13 @@ impl LibManager {
     /// `execute_interactive_command` + `bytes_free`; the output read back.
     #[inline]
     fn command(&self, id: &CStr, line: &[u8]) -> Vec<u8> {
-        let mut out = bioxen_vm_bytes::empty();
-        // SAFETY: `id` is NUL-terminated; `line` is `line.len()` readable bytes; `out` is
-        // valid for writes.
-        let st = unsafe {
-            bioxen_vm_manager_execute_interactive_command(
-                self.0,
-                id.as_ptr(),
-                line.as_ptr().cast(),
-                line.len(),
-                READ_TIMEOUT_MS,
-                &mut out,
-            )
-        };
-        assert_eq!(
-            st,
-            0,
-            "execute_interactive_command failed: {}",
-            last_error()
-        );
-        let text = bytes_of(&out);
-        // SAFETY: `out` was filled by the library.
-        unsafe { bioxen_vm_bytes_free(&mut out) };
-        text
+        self.command_with(id, line, READ_TIMEOUT_MS, bytes_of)
+            .unwrap_or_else(|st| {
+                panic!(
+                    "execute_interactive_command failed ({st}): {}",
+                    last_error()
+                )
+            })
     }
 
     /// `send_input`, then `read_output` (waiting for the session to be idle), then
@@ -657,14 +551,6 @@ fn split_row(
     }
 }
 
-/// The `pid` in a VM's info JSON (the process VM's running child).
-fn pid_in(info: &[u8]) -> u32 {
-    let v: serde_json::Value = serde_json::from_slice(info).expect("info is JSON");
-    v.get("pid")
-        .and_then(|p| p.as_u64())
-        .unwrap_or_else(|| panic!("no pid in {}", String::from_utf8_lossy(info))) as u32
-}
-
 // ---------------------------------------------------------------------------------------
 // Rotation over several sides
 
@@ -704,34 +590,6 @@ fn rotate(warmup: usize, samples: usize, sides: &mut [Side<'_>]) -> Vec<Stats> {
 
 // ---------------------------------------------------------------------------------------
 // Rows
-
-fn ratio(lib: Stats, anchor: Stats) -> String {
-    let r = anchor.median / lib.median;
-    if r >= 10.0 {
-        format!("{r:.1}×")
-    } else {
-        format!("{r:.2}×")
-    }
-}
-
-fn row(op: &str, lib: Stats, anchor_label: &str, anchor: Stats, target_ns: Option<f64>) -> Row {
-    Row {
-        op: op.into(),
-        lib: fmt_stats(lib),
-        anchor: format!("{anchor_label}{}", fmt_stats(anchor)),
-        ratio: ratio(lib, anchor),
-        target: match target_ns {
-            Some(t) => format!("≤ {}", fmt_ns(t)),
-            None => "– (reported)".into(),
-        },
-        met: match target_ns {
-            Some(t) if lib.median <= t => Met::Yes,
-            Some(_) => Met::No,
-            None => Met::Info,
-        },
-        other: String::new(),
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Sections

@@ -22,8 +22,8 @@
 //!   `getrusage(RUSAGE_SELF)` over 2 s of sleeping; `Threads` from `/proc/self/status`.
 
 use bioxen_vm::ffi::{
-    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_execute_interactive_command,
-    bioxen_vm_manager_read_output, bioxen_vm_manager_send_input,
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_read_output,
+    bioxen_vm_manager_send_input,
 };
 use mlua::{Lua, MultiValue};
 use std::ffi::{c_long, CStr, CString};
@@ -89,26 +89,7 @@ impl LibManager {
     /// `execute_interactive_command` + `bytes_free`; returns the output length.
     #[inline]
     fn command(&self, id: &CStr, line: &[u8]) -> Result<usize, i32> {
-        let mut out = bioxen_vm_bytes::empty();
-        // SAFETY: `id` is NUL-terminated; `line` is `line.len()` readable bytes; `out` is
-        // valid for writes.
-        let st = unsafe {
-            bioxen_vm_manager_execute_interactive_command(
-                self.0,
-                id.as_ptr(),
-                line.as_ptr().cast(),
-                line.len(),
-                READ_TIMEOUT_MS,
-                &mut out,
-            )
-        };
-        if st != 0 {
-            return Err(st);
-        }
-        let n = out.len;
-        // SAFETY: `out` was filled by the library.
-        unsafe { bioxen_vm_bytes_free(&mut out) };
-        Ok(n)
+        self.command_with(id, line, READ_TIMEOUT_MS, |out| out.len)
     }
 }
 

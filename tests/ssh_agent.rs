@@ -81,16 +81,25 @@ fn the_agents_identities_are_tried_in_turn() {
     agent.add(&wrong);
     let (st, msg) = try_new(&options).err().expect("refused");
     assert_eq!(st, S::VmConnectionError.code());
-    assert!(msg.contains("ssh-agent (no identity was accepted)"), "{msg}");
+    assert!(
+        msg.contains("ssh-agent (no identity was accepted)"),
+        "{msg}"
+    );
     // The right key as the second identity.
     agent.add(&rig.key);
     let vm = TestVm::new(&options);
     assert_eq!(vm.exec("return 'via agent'").values, json!(["via agent"]));
-    assert_eq!(vm.info()["auth_method"], json!("publickey (ssh-agent identity 2)"));
+    assert_eq!(
+        vm.info()["auth_method"],
+        json!("publickey (ssh-agent identity 2)")
+    );
     // use_agent: false leaves the agent alone.
-    let (st, msg) = try_new(&options.replace("\"lua_executable\"", "\"use_agent\": false, \"lua_executable\""))
-        .err()
-        .expect("refused");
+    let (st, msg) = try_new(&options.replace(
+        "\"lua_executable\"",
+        "\"use_agent\": false, \"lua_executable\"",
+    ))
+    .err()
+    .expect("refused");
     assert_eq!(st, S::VmConnectionError.code());
     assert!(msg.contains("no method to try"), "{msg}");
 }

@@ -4,7 +4,8 @@
 
 use super::last_error;
 use bioxen_vm::ffi::{
-    bioxen_vm_manager_create_interactive_vm, bioxen_vm_manager_free, bioxen_vm_manager_new,
+    bioxen_vm_bytes, bioxen_vm_bytes_free, bioxen_vm_manager_create_interactive_vm,
+    bioxen_vm_manager_execute_interactive_command, bioxen_vm_manager_free, bioxen_vm_manager_new,
 };
 use std::ffi::{CStr, CString};
 
@@ -36,6 +37,40 @@ impl LibManager {
             "bioxen_vm_manager_create_interactive_vm failed: {}",
             last_error()
         );
+    }
+}
+
+impl LibManager {
+    /// `execute_interactive_command` + `bytes_free`: what `read` makes of the output, or
+    /// the status.
+    #[inline]
+    pub fn command_with<T>(
+        &self,
+        id: &CStr,
+        line: &[u8],
+        timeout_ms: u64,
+        read: impl FnOnce(&bioxen_vm_bytes) -> T,
+    ) -> Result<T, i32> {
+        let mut out = bioxen_vm_bytes::empty();
+        // SAFETY: `id` is NUL-terminated; `line` is `line.len()` readable bytes; `out` is
+        // valid for writes.
+        let st = unsafe {
+            bioxen_vm_manager_execute_interactive_command(
+                self.0,
+                id.as_ptr(),
+                line.as_ptr().cast(),
+                line.len(),
+                timeout_ms,
+                &mut out,
+            )
+        };
+        if st != 0 {
+            return Err(st);
+        }
+        let v = read(&out);
+        // SAFETY: `out` was filled by the library.
+        unsafe { bioxen_vm_bytes_free(&mut out) };
+        Ok(v)
     }
 }
 

@@ -3,6 +3,8 @@
 //! quiet machine, and the result table (text and Markdown).
 
 #[allow(dead_code)]
+pub mod libvm;
+#[allow(dead_code)]
 pub mod manager;
 
 use bioxen_vm::ffi::bioxen_vm_last_error_message;
@@ -526,4 +528,34 @@ pub fn parse_opts(sections: &[(&str, Section)], child: impl Fn(&[String])) -> Op
     }
     check_only(o.only.as_deref(), sections);
     o
+}
+
+#[allow(dead_code)]
+pub fn ratio(lib: Stats, anchor: Stats) -> String {
+    let r = anchor.median / lib.median;
+    if r >= 10.0 {
+        format!("{r:.1}×")
+    } else {
+        format!("{r:.2}×")
+    }
+}
+
+#[allow(dead_code)]
+pub fn row(op: &str, lib: Stats, anchor_label: &str, anchor: Stats, target_ns: Option<f64>) -> Row {
+    Row {
+        op: op.into(),
+        lib: fmt_stats(lib),
+        anchor: format!("{anchor_label}{}", fmt_stats(anchor)),
+        ratio: ratio(lib, anchor),
+        target: match target_ns {
+            Some(t) => format!("≤ {}", fmt_ns(t)),
+            None => "– (reported)".into(),
+        },
+        met: match target_ns {
+            Some(t) if lib.median <= t => Met::Yes,
+            Some(_) => Met::No,
+            None => Met::Info,
+        },
+        other: String::new(),
+    }
 }
