@@ -104,6 +104,29 @@ fn ended_of(exit: &Option<Exit>) -> Ended {
     }
 }
 
+/// Network failures while connecting are tried again (three attempts in all, 100 and
+/// 300 ms apart); authentication and host-key failures never are.
+fn connect_with_retries(o: &SshOptions) -> Result<Arc<Connection>> {
+    let mut delay = Duration::from_millis(100);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match pool::connection(o) {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let text = e.to_string();
+                let network = text.starts_with("cannot connect") || text.starts_with("SSH handshake");
+                if !network || tries >= 3 {
+                    return Err(e);
+                }
+                log::debug!(target: "bioxen_vm::ssh", "{text}; trying again in {} ms", delay.as_millis());
+                std::thread::sleep(delay);
+                delay *= 3;
+            }
+        }
+    }
+}
+
 impl SshTransport {
     pub fn new(
         opts: Arc<SshOptions>,
@@ -228,7 +251,7 @@ impl Transport for SshTransport {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let conn = pool::connection(&self.opts)?;
+            let conn = connect_with_retries(&self.opts)?;
             let chan = conn.open_channel(command.clone(), self.notify.clone())?;
             self.remote = Some(Remote {
                 conn: conn.clone(),
