@@ -662,3 +662,40 @@ fn a_host_that_dies_leaves_no_interpreter_behind() {
     );
     assert!(left.is_empty(), "left behind by a dead host: {left:?}");
 }
+
+#[test]
+fn memory_limit_and_script_files_work_remotely() {
+    let rig = Sshd::start("");
+    let vm = TestVm::new(&rig.options("lua5.4", r#""memory_limit": 33554432"#));
+    vm.exec("kept = 'yes'");
+    let (st, msg) = vm
+        .try_exec(
+            "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 64) .. i end",
+            None,
+            20000,
+        )
+        .expect_err("the limit");
+    assert_eq!(st, S::MemoryLimit.code(), "{msg}");
+    assert_eq!(
+        vm.exec("return kept").values,
+        json!(["yes"]),
+        "the state survives"
+    );
+    // A script file is read on the caller's side and runs remotely under its own name.
+    let path = rig.dir.join("script.lua");
+    std::fs::write(
+        &path,
+        "#!/usr/bin/env lua\nreturn 21 * 2, debug.getinfo(1, 'S').source\n",
+    )
+    .unwrap();
+    let p = c(&path.display().to_string());
+    let mut r = empty_result();
+    assert_eq!(
+        unsafe { bioxen_vm_execute_file(vm.0, p.as_ptr(), 0, &mut r) },
+        OK,
+        "{}",
+        last_error()
+    );
+    let r = take_result(r);
+    assert_eq!(r.values, json!([42, format!("@{}", path.display())]));
+}

@@ -115,7 +115,8 @@ fn connect_with_retries(o: &SshOptions) -> Result<Arc<Connection>> {
             Ok(c) => return Ok(c),
             Err(e) => {
                 let text = e.to_string();
-                let network = text.starts_with("cannot connect") || text.starts_with("SSH handshake");
+                let network =
+                    text.starts_with("cannot connect") || text.starts_with("SSH handshake");
                 if !network || tries >= 3 {
                     return Err(e);
                 }
