@@ -243,9 +243,9 @@ static void test_bad_values(void)
                 "must be a JSON object");
     CHECK(out == SENTINEL);
 
-    /* VM kinds this build does not serve. */
-    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"ssh\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
-                "ssh");
+    /* An ssh VM without its required options; a VM kind this build does not serve. */
+    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"ssh\"}", &out), BIOXEN_VM_STATUS_INVALID_ARGUMENT,
+                "an ssh VM needs the option 'host'");
     CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"xcpng\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
                 "xcpng");
     /* A process VM whose interpreter does not exist. */
