@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod clock;
 pub mod cluster;
+pub mod deadline;
 pub mod error;
 pub mod ffi;
 pub mod jobs;

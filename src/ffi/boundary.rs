@@ -179,7 +179,8 @@ pub fn json_args(s: &str) -> Result<Option<serde_json::Value>> {
     }
 }
 
-/// A timeout in milliseconds; 0 means none.
+/// A timeout in milliseconds; 0 means none. Any number is safe: the deadline is made by
+/// [`crate::deadline`], for which `UINT64_MAX` milliseconds is no limit.
 pub fn ms_timeout(ms: u64) -> Option<std::time::Duration> {
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -33,9 +33,14 @@ pub unsafe extern "C" fn bioxen_vm_manager_new(
     })
 }
 
-/// Frees a manager: interrupts code running on its VMs, cancels queued jobs, waits up to
-/// 5 seconds for its workers, and frees its VMs (a call running on one of them on another
-/// thread finishes first). Job handles stay valid until freed. `manager == 0` is a no-op.
+/// Frees a manager: interrupts code running on its VMs, cancels queued jobs (their on-done
+/// callbacks run on this thread), waits for its workers, and frees its VMs (a call running
+/// on one of them on another thread finishes first). The whole call waits at most 5
+/// seconds for workers, once; a worker still busy then (in code that does not stop, or in
+/// a callback) is left to end on its own. It may be called from an on-done callback
+/// running on one of the manager's workers: it then does not wait for that worker, which
+/// ends when the callback returns. Job handles stay valid until freed. `manager == 0` is a
+/// no-op.
 /// Statuses: OK, INVALID_HANDLE.
 #[no_mangle]
 pub extern "C" fn bioxen_vm_manager_free(manager: u64) -> i32 {

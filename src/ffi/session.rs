@@ -219,7 +219,8 @@ pub unsafe extern "C" fn bioxen_vm_manager_read_output(
             Wait::Idle
         };
         let session = registry::manager(manager)?.session(id)?;
-        let timeout = ms_timeout(timeout_ms).unwrap_or(Duration::ZERO);
+        // 0: no wait (not "no limit", as elsewhere).
+        let timeout = Some(ms_timeout(timeout_ms).unwrap_or(Duration::ZERO));
         let got = session.read(timeout, wait, streams);
         *out_has_output = got.is_some();
         *out_output = bioxen_vm_bytes::from_vec(got.unwrap_or_default());
@@ -250,9 +251,11 @@ pub unsafe extern "C" fn bioxen_vm_manager_execute_interactive_command(
         let id = text(vm_id, "vm_id")?;
         let command = bytes(command, len, "command")?;
         let out_output = out(out_output, "out_output")?;
-        let timeout = ms_timeout(timeout_ms).unwrap_or(Duration::MAX);
-        let output =
-            registry::manager(manager)?.execute_interactive_command(id, command, timeout)?;
+        let output = registry::manager(manager)?.execute_interactive_command(
+            id,
+            command,
+            ms_timeout(timeout_ms),
+        )?;
         *out_output = bioxen_vm_bytes::from_vec(output);
         Ok(())
     })

@@ -243,7 +243,9 @@ impl Vm {
         if self.poisoned.load(Relaxed) {
             return Err(self.poisoned_error());
         }
-        let timeout = timeout.or(self.options.timeout);
+        // A backend adds the timeout to `Instant::now()`: past the deadline horizon it is no
+        // limit at all, so that sum cannot overflow whatever number the caller gave.
+        let timeout = crate::deadline::bounded(timeout.or(self.options.timeout));
         let guard = PoisonGuard(&self.poisoned);
         self.busy.store(true, Relaxed);
         // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
