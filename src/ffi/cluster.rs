@@ -117,13 +117,14 @@ pub unsafe extern "C" fn bioxen_vm_wait_for_cluster(
     call(|| {
         let t = text(jobs_json, "jobs_json")?;
         let out_results_json = out(out_results_json, "out_results_json")?;
-        let map = match serde_json::from_str::<Value>(t) {
+        let map = match crate::json::parse(t) {
             Ok(Value::Object(m)) => m,
-            _ => {
+            Ok(_) => {
                 return Err(Error::invalid(
                     "jobs_json must be a JSON object {vm_id: job handle}",
                 ))
             }
+            Err(e) => return Err(Error::invalid(format!("jobs_json is not valid JSON: {e}"))),
         };
         let jobs = map
             .into_iter()

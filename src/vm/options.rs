@@ -113,12 +113,13 @@ pub const VM_OPTION_KEYS: &[&str] = &[
     "chunk_cache",
 ];
 
-/// Parse a JSON object text (empty text means `{}`) into a map, rejecting other JSON.
+/// Parse a JSON object text (empty text means `{}`) into a map, rejecting other JSON and
+/// duplicate keys (see [`crate::json`]).
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_str::<Value>(text) {
+    match crate::json::parse(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Error::invalid(format!("{what} must be a JSON object"))),
         Err(e) => Err(Error::invalid(format!("{what} is not valid JSON: {e}"))),
