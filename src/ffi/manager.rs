@@ -13,7 +13,9 @@ use std::sync::Arc;
 ///
 /// `options_json` (NULL or "" for defaults): `max_workers` (threads for async jobs, 1..1024,
 /// default 10; started on demand), `debug_mode`, `lua_executable`, and defaults for the VMs
-/// it creates: `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`.
+/// it creates: `vm_type`, `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`
+/// (as for `bioxen_vm_new`: `max_output` 0 is refused). Unknown keys, and a key given
+/// twice, are an error.
 /// The caller owns the handle and frees it with `bioxen_vm_manager_free`. Any thread.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT.
 ///
