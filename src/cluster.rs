@@ -302,7 +302,7 @@ impl Manager {
                     "session_active": session.is_some(),
                     "vm_class": "LuaProcess",
                     "session_attached": session.is_some_and(|s| s.is_attached()),
-                    "process_running": false,
+                    "process_running": vm.process_running(),
                     "vm_exists": true,
                 }),
             );

@@ -225,8 +225,13 @@ impl Manager {
             "session_attached".into(),
             session.is_some_and(|s| s.is_attached()).into(),
         );
-        m.insert("process_running".into(), false.into());
-        m.insert("interactive_capable".into(), true.into());
+        // The original's keys for facts the backend may know better: its own value wins.
+        let running = m
+            .get("process_running")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| vm.process_running());
+        m.insert("process_running".into(), running.into());
+        m.entry("interactive_capable").or_insert(true.into());
         Ok(Value::Object(m))
     }
 

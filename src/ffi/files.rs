@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A NUL-terminated path (any bytes but NUL: paths need not be UTF-8).
-unsafe fn path<'a>(p: *const c_char) -> Result<&'a Path> {
+unsafe fn path<'a>(p: *const c_char, what: &'static str) -> Result<&'a Path> {
     if p.is_null() {
-        return Err(Error::NullPointer("path is NULL"));
+        return Err(Error::NullPointer(what));
     }
     Ok(Path::new(OsStr::from_bytes(CStr::from_ptr(p).to_bytes())))
 }
@@ -25,7 +25,7 @@ unsafe fn file_on(
     timeout_ms: u64,
     out_result: *mut bioxen_vm_result,
 ) -> Result<()> {
-    let p = path(script_path)?;
+    let p = path(script_path, "script_path")?;
     let out_result = out(out_result, "out_result")?;
     *out_result = vm.execute_file(p, ms_timeout(timeout_ms), 0, None)?.into();
     Ok(())

@@ -108,7 +108,7 @@ pub extern "C" fn bioxen_vm_job_on_done(
     user_data: *mut c_void,
 ) -> i32 {
     call(|| {
-        let f = callback.ok_or(Error::NullPointer("callback is NULL"))?;
+        let f = callback.ok_or(Error::NullPointer("callback"))?;
         let j = registry::job(job)?;
         let user_data = user_data as usize;
         j.on_done(Box::new(move |outcome| {

@@ -345,6 +345,20 @@ impl Vm {
         m
     }
 
+    /// Whether a child interpreter serves this VM and runs now: the backend's own
+    /// `process_running` when the VM is idle; while code runs on it, whether it is of a
+    /// child-interpreter kind (its child is busy). Always false for in-process VMs.
+    pub fn process_running(&self) -> bool {
+        match self.backend.try_lock() {
+            Some(b) => b
+                .info()
+                .get("process_running")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            None => self.options.kind != VmKind::Basic || self.options.networked,
+        }
+    }
+
     #[doc(hidden)]
     /// Runs `f` while holding the backend as `execute` does (tests use it to panic there).
     pub fn with_backend_for_test<R>(&self, f: impl FnOnce() -> R) -> R {
