@@ -36,7 +36,8 @@ pub enum bioxen_vm_read {
 /// is valid only during the call. Called on the thread that evaluates the input (a worker
 /// of the manager's pool, or a thread inside `bioxen_vm_manager_read_output`), never
 /// concurrently for one session; it must not unwind, and must not call functions of the
-/// same session.
+/// same session, run code on its VM or wait for that VM's jobs (the VM is busy with the
+/// evaluation that produced the output, so such a call would wait for itself).
 pub type bioxen_vm_output_fn = Option<
     unsafe extern "C" fn(
         vm_id: *const c_char,
