@@ -1204,7 +1204,7 @@ fn execute_file_refuses_files_past_its_cap_without_reading_them() {
         INVALID
     );
     assert!(
-        last_error().contains("too large: 262145 bytes"),
+        last_error().contains("too large: more than 262144 bytes"),
         "{}",
         last_error()
     );

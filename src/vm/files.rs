@@ -30,9 +30,12 @@ pub fn script_cap(options: &VmOptions) -> u64 {
         .map_or(MAX_SCRIPT_BYTES, |m| (m as u64).min(MAX_SCRIPT_BYTES))
 }
 
-fn too_large(what: &str, len: u64, cap: u64) -> Error {
+/// `len`: the size, or `None` when only "more than the cap" is known (the file grew, or
+/// reported no size, and reading stopped at the cap).
+fn too_large(what: &str, len: Option<u64>, cap: u64) -> Error {
+    let size = len.map_or_else(|| format!("more than {cap}"), |n| n.to_string());
     Error::invalid(format!(
-        "{what} is too large: {len} bytes (a script may have at most {cap} bytes: the VM's \
+        "{what} is too large: {size} bytes (a script may have at most {cap} bytes: the VM's \
          memory_limit, and never more than {MAX_SCRIPT_BYTES})"
     ))
 }
@@ -88,7 +91,7 @@ fn read_script(
     }
     let what = format!("Lua script {shown}");
     if meta.len() > cap {
-        return Err(too_large(&what, meta.len(), cap));
+        return Err(too_large(&what, Some(meta.len()), cap));
     }
     // One byte past the cap tells a file that grew since it was looked at.
     let mut reader = file.take(cap + 1);
@@ -104,7 +107,7 @@ fn read_script(
         }
     }
     if bytes.len() as u64 > cap {
-        return Err(too_large(&what, bytes.len() as u64, cap));
+        return Err(too_large(&what, None, cap));
     }
     Ok(script_text(bytes))
 }
@@ -202,7 +205,7 @@ impl Vm {
     ) -> Result<ExecOutput> {
         let cap = script_cap(self.options());
         if code.len() as u64 > cap {
-            return Err(too_large("code", code.len() as u64, cap));
+            return Err(too_large("code", Some(code.len() as u64), cap));
         }
         let script = write_temp(code)?;
         self.execute_file(&script.0, timeout, 0, None)
