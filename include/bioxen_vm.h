@@ -11,6 +11,11 @@
  *   are NUL-terminated UTF-8; options and structured outputs are JSON.
  * - Memory the library returns (bioxen_vm_bytes, bioxen_vm_result) is owned by the caller
  *   and freed only with bioxen_vm_bytes_free / bioxen_vm_result_free, never with free().
+ * - Timeouts are uint64_t milliseconds. 0 means no limit (bioxen_vm_manager_read_output:
+ *   no wait). Every other value is honoured, and a century or more (3153600000000 ms and
+ *   up, UINT64_MAX included) also means no limit: no value fails or overflows.
+ * - JSON inputs (options, arguments, job maps) are parsed strictly: an object that names a
+ *   key twice, at any depth, is refused with BIOXEN_VM_STATUS_INVALID_ARGUMENT.
  *
  * Thread safety
  * - Every function may be called from any thread.
@@ -209,6 +214,11 @@ typedef enum bioxen_vm_read {
 } bioxen_vm_read;
 
 /**
+ * The instant a wait ends, or never.
+ */
+typedef struct Deadline Deadline;
+
+/**
  * A reusable result: `bioxen_vm_execute_into` writes each outcome into it, reusing the
  * memory of the one before. Create with `bioxen_vm_result_buffer_new`, free with
  * `bioxen_vm_result_buffer_free`. One call at a time may use a buffer: a second thread
@@ -291,7 +301,8 @@ typedef void (*bioxen_vm_job_callback)(uint64_t job, int32_t status, void *user_
  * is valid only during the call. Called on the thread that evaluates the input (a worker
  * of the manager's pool, or a thread inside `bioxen_vm_manager_read_output`), never
  * concurrently for one session; it must not unwind, and must not call functions of the
- * same session.
+ * same session, run code on its VM or wait for that VM's jobs (the VM is busy with the
+ * evaluation that produced the output, so such a call would wait for itself).
  */
 typedef void (*bioxen_vm_output_fn)(const char *vm_id,
                                     int32_t stream,
@@ -441,10 +452,14 @@ int32_t bioxen_vm_manager_list_persistent_vms(uint64_t manager, struct bioxen_vm
  * state, as the original's `execute_file`: the host reads the file and runs its text
  * under the chunk name `@<path>` (a `#!` first line and a UTF-8 BOM are skipped, as `lua`
  * does). Writes the outcome to `*out_result` (free with `bioxen_vm_result_free`).
- * `timeout_ms` as for `bioxen_vm_execute`. Blocks; any thread.
+ * `timeout_ms` as for `bioxen_vm_execute`; the limit covers reading the file as well as
+ * running it (TIMEOUT when the reading outlasts it). The host reads at most the VM's
+ * `memory_limit`, and never more than 64 MiB (67108864 bytes): a larger file is refused
+ * with INVALID_ARGUMENT ("… is too large: N bytes …") before anything is read, and a file
+ * that grows past the cap while being read is refused the same way. Blocks; any thread.
  * Statuses: OK, NULL_POINTER, INVALID_HANDLE, FILE_NOT_FOUND ("Lua script not found:
- * <path>"), INVALID_ARGUMENT (not a regular file, unreadable), and those of
- * `bioxen_vm_execute` (an empty file is a valid script, not INVALID_ARGUMENT).
+ * <path>"), INVALID_ARGUMENT (not a regular file, unreadable, too large), TIMEOUT, and
+ * those of `bioxen_vm_execute` (an empty file is a valid script, not INVALID_ARGUMENT).
  *
  * # Safety
  * `script_path` must be NUL-terminated; `out_result` must be valid for writes.
@@ -458,7 +473,9 @@ int32_t bioxen_vm_execute_file(uint64_t vm,
  * The original's `execute_temp_script`: writes the code to a new `bioxen_vm-<pid>-<n>.lua`
  * (mode 0600) in the system temp directory (`TMPDIR`), runs it as
  * `bioxen_vm_execute_file` does, and removes the file whatever happened (also on a
- * timeout or an error). Empty code is allowed. Blocks; any thread.
+ * timeout or an error). Empty code is allowed; code larger than the cap of
+ * `bioxen_vm_execute_file` is refused with INVALID_ARGUMENT before any file is written.
+ * Blocks; any thread.
  * Statuses: those of `bioxen_vm_execute_file`, and SCRIPT_GENERATION_ERROR ("Failed to
  * create/execute temporary script: …") when the file cannot be written.
  *
@@ -600,10 +617,15 @@ int32_t bioxen_vm_job_free(uint64_t job);
  * `bioxen_vm_manager_free` cancels it while queued), or at once on the calling thread,
  * before this function returns, if it has already finished. The callback may call any
  * function of the library, e.g. `bioxen_vm_job_wait(job, 0, &r)` to fetch the result
- * (freeing the job handle inside it is allowed too); it must not unwind and should not
- * block for long (it holds up the worker's next job). Several callbacks may be
- * registered on one job; each is called once. Freeing the job handle before it finishes
- * does not cancel the callback. `user_data` is passed back unchanged and never freed.
+ * (freeing the job handle inside it is allowed too), and may wait for other jobs, also
+ * of the same VM and with `max_workers` 1: on a worker it runs after the job's VM is
+ * released (the VM's next job may already run), and while it waits for a job that has
+ * not finished the pool may start one extra thread so that job still runs. It may free
+ * the job's manager (`bioxen_vm_manager_free` then does not wait for this worker). It
+ * must not unwind and should not block for long otherwise (it holds up its worker).
+ * Several callbacks may be registered on one job; each is called once. Freeing the job
+ * handle before it finishes does not cancel the callback. `user_data` is passed back
+ * unchanged and never freed.
  * Statuses: OK, NULL_POINTER (callback), INVALID_HANDLE.
  */
 int32_t bioxen_vm_job_on_done(uint64_t job, bioxen_vm_job_callback callback, void *user_data);
@@ -613,7 +635,9 @@ int32_t bioxen_vm_job_on_done(uint64_t job, bioxen_vm_job_callback callback, voi
  *
  * `options_json` (NULL or "" for defaults): `max_workers` (threads for async jobs, 1..1024,
  * default 10; started on demand), `debug_mode`, `lua_executable`, and defaults for the VMs
- * it creates: `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`.
+ * it creates: `vm_type`, `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`
+ * (as for `bioxen_vm_new`: `max_output` 0 is refused). Unknown keys, and a key given
+ * twice, are an error.
  * The caller owns the handle and frees it with `bioxen_vm_manager_free`. Any thread.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT.
  *
@@ -623,9 +647,14 @@ int32_t bioxen_vm_job_on_done(uint64_t job, bioxen_vm_job_callback callback, voi
 int32_t bioxen_vm_manager_new(const char *options_json, uint64_t *out_manager);
 
 /**
- * Frees a manager: interrupts code running on its VMs, cancels queued jobs, waits up to
- * 5 seconds for its workers, and frees its VMs (a call running on one of them on another
- * thread finishes first). Job handles stay valid until freed. `manager == 0` is a no-op.
+ * Frees a manager: interrupts code running on its VMs, cancels queued jobs (their on-done
+ * callbacks run on this thread), waits for its workers, and frees its VMs (a call running
+ * on one of them on another thread finishes first). The whole call waits at most 5
+ * seconds for workers, once; a worker still busy then (in code that does not stop, or in
+ * a callback) is left to end on its own. It may be called from an on-done callback
+ * running on one of the manager's workers: it then does not wait for that worker, which
+ * ends when the callback returns. Job handles stay valid until freed. `manager == 0` is a
+ * no-op.
  * Statuses: OK, INVALID_HANDLE.
  */
 int32_t bioxen_vm_manager_free(uint64_t manager);
@@ -1105,10 +1134,11 @@ int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes
  * default, or "process": a persistent child `lua_executable`, default "lua"; "ssh" and
  * "xcpng" give UNSUPPORTED in this version), `sandbox` ("default" | "trusted"),
  * `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
- * execution, 0 = none), `debug_mode`, `max_output` (bytes kept per output stream per
- * execution, default 16 MiB), `chunk_cache` (compiled chunks kept, default 64; code is
- * kept from its second run on, 0 turns the cache off), `lua_executable`, and for
- * compatibility `persistent`, `networked`. Unknown keys are an error.
+ * execution, 0 = none, below 1e9), `debug_mode`, `max_output` (bytes kept per output
+ * stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited
+ * setting), `chunk_cache` (compiled chunks kept, default 64; code is kept from its second
+ * run on, 0 turns the cache off), `lua_executable`, and for compatibility `persistent`,
+ * `networked`. Unknown keys, and a key given twice, are an error.
  *
  * The caller owns the handle and frees it with `bioxen_vm_free`. Any thread.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT.

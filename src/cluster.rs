@@ -204,11 +204,10 @@ impl Manager {
 
     /// Waits (up to `timeout` in all) for each job: `{vm_id: result}` (see [`result_json`]).
     pub fn wait_for_cluster(jobs: &[(String, Arc<Job>)], timeout: Option<Duration>) -> Value {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = crate::deadline::Deadline::after(timeout);
         let mut out = Map::new();
         for (id, job) in jobs {
-            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            out.insert(id.clone(), result_json(&job.wait(left)));
+            out.insert(id.clone(), result_json(&job.wait_until(deadline)));
         }
         Value::Object(out)
     }
@@ -231,12 +230,12 @@ impl Manager {
     }
 
     /// Sends `command` to every attached session matching `pattern`, then waits (up to
-    /// `timeout` for each) for each to be idle: `{vm_id: output}`.
+    /// `timeout` for each; `None`: no limit) for each to be idle: `{vm_id: output}`.
     pub fn broadcast_to_sessions(
         &self,
         pattern: &str,
         command: &[u8],
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Value> {
         let sessions: Vec<_> = {
             let mut v: Vec<_> = self
@@ -303,7 +302,7 @@ impl Manager {
                     "session_active": session.is_some(),
                     "vm_class": "LuaProcess",
                     "session_attached": session.is_some_and(|s| s.is_attached()),
-                    "process_running": false,
+                    "process_running": vm.process_running(),
                     "vm_exists": true,
                 }),
             );

@@ -3,14 +3,23 @@
 //! Each VM has a lane: its jobs run one at a time in submission order, while lanes of
 //! different VMs run in parallel on up to `max_workers` threads. Threads are started on
 //! demand, so a pool that never gets a job costs nothing.
+//!
+//! A job's done hooks (the C API's on-done callbacks) run on the worker after it has
+//! released the job's lane, so the VM's next job can start meanwhile. A hook may wait for
+//! other jobs: while a worker waits for a job that has not finished, the pool counts it
+//! as blocked and may start one more thread in its place, so a wait from a hook never
+//! deadlocks the pool (not even with `max_workers` 1, not even for a job queued behind
+//! the hook's own job on the same VM).
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::session::Session;
 use crate::vm::{ExecOutput, ExecRequest, Vm};
 use parking_lot::{Condvar, Mutex};
+use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 enum JobState {
     Pending,
@@ -119,9 +128,17 @@ impl Job {
         }
     }
 
-    /// Waits for the job's outcome; `None` waits without limit.
+    /// Waits for the job's outcome; `None` (or a timeout past the deadline horizon) waits
+    /// without limit.
     pub fn wait(&self, timeout: Option<Duration>) -> Result<ExecOutput> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        self.wait_until(Deadline::after(timeout))
+    }
+
+    /// Waits for the job's outcome until `deadline`. On a pool worker (inside a done hook)
+    /// the pool is told that this worker is blocked, so the job can still get a thread.
+    pub fn wait_until(&self, deadline: Deadline) -> Result<ExecOutput> {
+        // Declared first so that it is dropped after the job's lock is released.
+        let mut blocked = None;
         let mut s = self.state.lock();
         loop {
             match &s.state {
@@ -129,18 +146,17 @@ impl Job {
                 JobState::Cancelled => return Err(cancelled_error()),
                 _ => {}
             }
-            match deadline {
-                Some(d) => {
-                    if self.cond.wait_until(&mut s, d).timed_out()
-                        && matches!(&s.state, JobState::Pending | JobState::Running)
-                    {
-                        return Err(Error::WaitTimeout(format!(
-                            "the job did not finish within {:?}",
-                            timeout.unwrap_or_default()
-                        )));
-                    }
-                }
-                None => self.cond.wait(&mut s),
+            if blocked.is_none() {
+                // Outside the job's lock: the pool may start a thread.
+                blocked = Some(parking_lot::MutexGuard::unlocked(&mut s, Blocked::begin));
+                continue;
+            }
+            if deadline.wait(&self.cond, &mut s)
+                && matches!(&s.state, JobState::Pending | JobState::Running)
+            {
+                return Err(Error::WaitTimeout(
+                    "the job did not finish within the time waited for it".into(),
+                ));
             }
         }
     }
@@ -154,47 +170,61 @@ impl Job {
     }
 
     /// Cancels the job unless it has started running Lua (used when its VM is removed).
-    fn cancel_unless_started(&self) {
+    /// The hooks of a job cancelled here are returned, for the caller to run once every
+    /// job of the batch is cancelled.
+    fn cancel_unless_started(&self) -> Vec<DoneHook> {
         let s = self.state.lock();
         match &s.state {
             JobState::Pending => {
                 drop(s);
-                self.cancel();
+                self.cancel_pending().unwrap_or_default()
             }
-            JobState::Running => self.vm.cancel_unless_started(self.id, &self.stop),
-            _ => {}
+            JobState::Running => {
+                self.vm.cancel_unless_started(self.id, &self.stop);
+                Vec::new()
+            }
+            _ => Vec::new(),
         }
+    }
+
+    /// Marks a queued job cancelled and returns its hooks (not run yet); `None` when it is
+    /// not queued.
+    fn cancel_pending(&self) -> Option<Vec<DoneHook>> {
+        let mut s = self.state.lock();
+        if !matches!(&s.state, JobState::Pending) {
+            return None;
+        }
+        s.state = JobState::Cancelled;
+        self.cond.notify_all();
+        Some(std::mem::take(&mut s.hooks))
     }
 
     /// Cancels the job: a queued job will not run; a running one is interrupted.
     /// Returns `false` when the job had already finished.
     pub fn cancel(&self) -> bool {
-        let mut s = self.state.lock();
-        match &s.state {
-            JobState::Pending => {
-                s.state = JobState::Cancelled;
-                self.cond.notify_all();
-                let hooks = std::mem::take(&mut s.hooks);
-                drop(s);
-                run_hooks(hooks, &Err(cancelled_error()));
-                true
-            }
-            JobState::Running => {
-                self.cancelled_by_user
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                drop(s);
-                self.halt();
-                true
-            }
-            JobState::Done(_) | JobState::Cancelled => false,
+        if let Some(hooks) = self.cancel_pending() {
+            run_hooks(hooks, &Err(cancelled_error()));
+            return true;
         }
+        // Not queued (and never again): running, or finished.
+        let s = self.state.lock();
+        if !matches!(&s.state, JobState::Running) {
+            return false;
+        }
+        self.cancelled_by_user
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(s);
+        self.halt();
+        true
     }
 
-    fn run(&self) {
+    /// Runs the job (if it is still queued) and records its outcome; the hooks are
+    /// returned with the outcome, for the worker to run once it has released the lane.
+    fn run(&self) -> Option<(Vec<DoneHook>, Result<ExecOutput>)> {
         {
             let mut s = self.state.lock();
             if !matches!(&s.state, JobState::Pending) {
-                return;
+                return None;
             }
             s.state = JobState::Running;
         }
@@ -230,9 +260,7 @@ impl Job {
         };
         s.state = state;
         self.cond.notify_all();
-        let hooks = std::mem::take(&mut s.hooks);
-        drop(s);
-        run_hooks(hooks, &outcome);
+        Some((std::mem::take(&mut s.hooks), outcome))
     }
 
     /// Calls `hook` once with the job's outcome when it finishes (`Err(Cancelled)` for a
@@ -275,6 +303,9 @@ struct PoolState {
     ready: VecDeque<u64>,
     workers: usize,
     idle: usize,
+    /// Workers waiting for a job (from a done hook); the pool may start as many threads
+    /// again, so the jobs they wait for still get a thread.
+    blocked: usize,
     shutdown: bool,
 }
 
@@ -284,6 +315,72 @@ struct PoolInner {
     state: Mutex<PoolState>,
     work: Condvar,
     exited: Condvar,
+}
+
+impl PoolInner {
+    /// Threads the pool may have now: `max_workers`, plus one for each blocked worker.
+    fn capacity(&self, s: &PoolState) -> usize {
+        self.max_workers + s.blocked
+    }
+}
+
+thread_local! {
+    /// The pool this thread is a worker of (none on other threads).
+    static WORKER_OF: RefCell<Option<Weak<PoolInner>>> = const { RefCell::new(None) };
+}
+
+/// The pool the calling thread works for, if it is a worker.
+fn current_pool() -> Option<Arc<PoolInner>> {
+    WORKER_OF.with(|w| w.borrow().as_ref().and_then(Weak::upgrade))
+}
+
+fn is_worker_of(inner: &Arc<PoolInner>) -> bool {
+    current_pool().is_some_and(|p| Arc::ptr_eq(&p, inner))
+}
+
+fn spawn_worker(inner: &Arc<PoolInner>, s: &mut PoolState) -> Result<()> {
+    let worker = inner.clone();
+    std::thread::Builder::new()
+        .name(format!("{}-worker", inner.name))
+        .spawn(move || worker_loop(worker))
+        .map_err(|e| Error::Internal(format!("could not start a worker thread: {e}")))?;
+    s.workers += 1;
+    Ok(())
+}
+
+/// A worker counted as blocked while it waits for a job (a no-op on other threads).
+struct Blocked(Option<Arc<PoolInner>>);
+
+impl Blocked {
+    fn begin() -> Blocked {
+        let Some(inner) = current_pool() else {
+            return Blocked(None);
+        };
+        let mut s = inner.state.lock();
+        s.blocked += 1;
+        if !s.shutdown && !s.ready.is_empty() && s.idle == 0 && s.workers < inner.capacity(&s) {
+            if let Err(e) = spawn_worker(&inner, &mut s) {
+                log::warn!(target: "bioxen_vm::jobs", "{e}");
+            }
+        } else {
+            inner.work.notify_one();
+        }
+        drop(s);
+        Blocked(Some(inner))
+    }
+}
+
+impl Drop for Blocked {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.0 {
+            let mut s = inner.state.lock();
+            s.blocked -= 1;
+            if s.workers > inner.capacity(&s) {
+                // An idle thread started in this one's place may go now.
+                inner.work.notify_all();
+            }
+        }
+    }
 }
 
 /// A bounded pool of worker threads (a handle: clones share the pool).
@@ -300,6 +397,7 @@ impl Pool {
                 ready: VecDeque::new(),
                 workers: 0,
                 idle: 0,
+                blocked: 0,
                 shutdown: false,
             }),
             work: Condvar::new(),
@@ -330,13 +428,8 @@ impl Pool {
         if lane.active.is_none() && lane.jobs.len() == 1 {
             s.ready.push_back(key);
         }
-        if s.idle == 0 && s.workers < inner.max_workers {
-            let worker = inner.clone();
-            std::thread::Builder::new()
-                .name(format!("{}-worker", inner.name))
-                .spawn(move || worker_loop(worker))
-                .map_err(|e| Error::Internal(format!("could not start a worker thread: {e}")))?;
-            s.workers += 1;
+        if s.idle == 0 && s.workers < inner.capacity(&s) {
+            spawn_worker(inner, &mut s)?;
         } else {
             inner.work.notify_one();
         }
@@ -353,7 +446,8 @@ impl Pool {
     }
 
     /// Cancels every job of `vm` that has not started (queued, or taken by a worker but
-    /// still waiting for the VM); a job already running Lua is left to finish.
+    /// still waiting for the VM); a job already running Lua is left to finish. Every job
+    /// is cancelled before the first hook runs.
     pub fn cancel_queued(&self, vm_serial: u64) {
         let jobs: Vec<Arc<Job>> = {
             let mut s = self.0.state.lock();
@@ -362,15 +456,19 @@ impl Pool {
                 None => Vec::new(),
             }
         };
-        for j in jobs {
-            j.cancel_unless_started();
+        let hooks: Vec<Vec<DoneHook>> = jobs.iter().map(|j| j.cancel_unless_started()).collect();
+        for h in hooks {
+            run_hooks(h, &Err(cancelled_error()));
         }
     }
 
     /// Stops taking work, cancels queued jobs, stops running ones (INTERRUPTED; a job a
-    /// worker took that has not started will not run) and waits up to `grace` for the
-    /// workers to finish.
+    /// worker took that has not started will not run) and waits for the workers to finish
+    /// until `grace` after the call began (the hooks of cancelled jobs run in that time).
+    /// Called on one of the pool's workers (from a done hook), it does not wait for that
+    /// worker, which ends once the hook returns.
     pub fn shutdown(&self, grace: Duration) {
+        let deadline = Deadline::after(Some(grace));
         let inner = &self.0;
         let (active, queued): (Vec<Arc<Job>>, Vec<Arc<Job>>) = {
             let mut s = inner.state.lock();
@@ -384,18 +482,21 @@ impl Pool {
                 .collect();
             (active, queued)
         };
-        for j in queued {
-            j.cancel();
-        }
+        // Every queued job is cancelled before any hook runs: a hook that waits for
+        // another job of the batch finds it cancelled instead of waiting for ever.
+        let hooks: Vec<Vec<DoneHook>> = queued.iter().filter_map(|j| j.cancel_pending()).collect();
         for j in active {
             j.halt();
         }
-        let deadline = Instant::now() + grace;
+        for h in hooks {
+            run_hooks(h, &Err(cancelled_error()));
+        }
+        let me = usize::from(is_worker_of(inner));
         let mut s = inner.state.lock();
         inner.work.notify_all();
-        while s.workers > 0 {
-            if inner.exited.wait_until(&mut s, deadline).timed_out() {
-                log::warn!(target: "bioxen_vm::jobs", "{} worker(s) still busy after shutdown; left to finish on their own", s.workers);
+        while s.workers > me {
+            if deadline.wait(&inner.exited, &mut s) {
+                log::warn!(target: "bioxen_vm::jobs", "{} worker(s) still busy after shutdown; left to finish on their own", s.workers - me);
                 break;
             }
         }
@@ -403,6 +504,7 @@ impl Pool {
 }
 
 fn worker_loop(inner: Arc<PoolInner>) {
+    WORKER_OF.with(|w| *w.borrow_mut() = Some(Arc::downgrade(&inner)));
     let mut s = inner.state.lock();
     loop {
         if let Some(key) = s.ready.pop_front() {
@@ -420,7 +522,7 @@ fn worker_loop(inner: Arc<PoolInner>) {
                 None => continue,
             };
             drop(s);
-            job.run();
+            let finished = job.run();
             drop(job);
             s = inner.state.lock();
             if let Some(lane) = s.lanes.get_mut(&key) {
@@ -429,9 +531,18 @@ fn worker_loop(inner: Arc<PoolInner>) {
                     s.lanes.remove(&key);
                 } else {
                     s.ready.push_back(key);
+                    inner.work.notify_one();
                 }
             }
-        } else if s.shutdown {
+            // The hooks run with the lane released: the VM's next job may start meanwhile
+            // (on another thread), so a hook that waits for it does not wait for itself.
+            if let Some((hooks, outcome)) = finished {
+                drop(s);
+                run_hooks(hooks, &outcome);
+                drop(outcome);
+                s = inner.state.lock();
+            }
+        } else if s.shutdown || s.workers > inner.capacity(&s) {
             break;
         } else {
             s.idle += 1;

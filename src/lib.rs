@@ -4,6 +4,8 @@
 //! - [`manager`], [`vm`], [`jobs`]: the Rust API the C ABI calls.
 //! - [`vm::embedded`]: the `basic` VM kind (mlua, vendored Lua 5.4) with its sandbox,
 //!   output capture and stop machinery; [`watchdog`] fires deadlines for every VM.
+//! - [`deadline`]: deadlines from callers' timeouts; [`json`]: strict parsing of callers'
+//!   JSON.
 //! - [`registry`]: the handle table; [`error`] and [`status`]: the error model; [`log`]:
 //!   logging.
 #![allow(non_camel_case_types)]
@@ -11,9 +13,11 @@
 pub mod agent;
 pub mod clock;
 pub mod cluster;
+pub mod deadline;
 pub mod error;
 pub mod ffi;
 pub mod jobs;
+pub mod json;
 pub mod log;
 pub mod manager;
 pub mod net;

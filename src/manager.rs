@@ -1,6 +1,7 @@
 //! `Manager`: a namespace of VMs by string id with a worker pool, as the original's
 //! `VMManager`. The ffi layer calls this; it holds no C types.
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobStatus, Pool};
 use crate::session::{OutputCallback, Scheduler, Session};
@@ -10,7 +11,7 @@ use crate::vm::{ExecOutput, ExecRequest, Vm, VmOptions};
 use parking_lot::RwLock;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,8 @@ const DEFAULT_VM_KEYS: &[&str] = &[
 ];
 /// Default size of a manager's worker pool, as the original's.
 pub const DEFAULT_MAX_WORKERS: usize = 10;
-/// How long freeing a manager waits for interrupted work to end.
+/// How long freeing a manager waits for interrupted work to end (once: see
+/// [`Manager::shutdown`]).
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Manager {
@@ -39,6 +41,8 @@ pub struct Manager {
     jobs: parking_lot::Mutex<HashMap<String, Vec<Arc<Job>>>>,
     pool: Pool,
     submitted: AtomicU64,
+    /// Set by the first [`Manager::shutdown`]; later calls (the drop) return at once.
+    closed: AtomicBool,
 }
 
 impl Manager {
@@ -88,6 +92,7 @@ impl Manager {
             jobs: parking_lot::Mutex::new(HashMap::new()),
             pool: Pool::new(max_workers, "bioxen-vm"),
             submitted: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -183,15 +188,14 @@ impl Manager {
                 "No running operation found for VM '{vm_id}'"
             )));
         };
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
-        let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let deadline = Deadline::after(timeout);
         for j in &jobs[..jobs.len() - 1] {
-            match j.wait(left()) {
+            match j.wait_until(deadline) {
                 Err(e @ Error::WaitTimeout(_)) => return Err(e),
                 _ => continue,
             }
         }
-        last.wait(left())
+        last.wait_until(deadline)
     }
 
     /// Cancels every unfinished job of the VM; whether one was.
@@ -228,8 +232,13 @@ impl Manager {
             "session_attached".into(),
             session.is_some_and(|s| s.is_attached()).into(),
         );
-        m.insert("process_running".into(), false.into());
-        m.insert("interactive_capable".into(), true.into());
+        // The original's keys for facts the backend may know better: its own value wins.
+        let running = m
+            .get("process_running")
+            .and_then(Value::as_bool)
+            .unwrap_or_else(|| vm.process_running());
+        m.insert("process_running".into(), running.into());
+        m.entry("interactive_capable").or_insert(true.into());
         Ok(Value::Object(m))
     }
 
@@ -264,9 +273,13 @@ impl Manager {
         })
     }
 
-    /// Interrupts everything, cancels queued jobs, waits a bounded time for workers and
-    /// drops every VM.
+    /// Interrupts everything, cancels queued jobs, waits up to [`SHUTDOWN_GRACE`] for
+    /// workers and drops every VM. Only the first call does anything: freeing a manager
+    /// shuts it down and then drops it, which must not wait a second grace.
     pub fn shutdown(&self) {
+        if self.closed.swap(true, SeqCst) {
+            return;
+        }
         for (_, s) in self.sessions.write().drain() {
             s.terminate();
         }
@@ -365,12 +378,12 @@ impl Manager {
     }
 
     /// The original's `execute_interactive_command`: send, wait for the session to be idle
-    /// (up to `timeout`), read everything.
+    /// (up to `timeout`; `None`: no limit), read everything.
     pub fn execute_interactive_command(
         &self,
         vm_id: &str,
         command: &[u8],
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Vec<u8>> {
         self.session(vm_id)?.command(command, timeout)
     }

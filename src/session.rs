@@ -13,13 +13,14 @@
 //! there the start is kept, as for `execute`; what it drops is counted the same way.) A
 //! callback, when set, also receives each piece of output as it is produced.
 
+use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 use crate::status::bioxen_vm_status as Status;
 use crate::vm::{ReplStep, Vm};
 use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// An output stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -285,9 +286,9 @@ impl Session {
         self.queue_input(input, true)
     }
 
-    /// `send_input`, then [`Session::read`] until idle: the calling thread evaluates the
-    /// input itself, so no worker is woken for it.
-    pub fn command(&self, input: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+    /// `send_input`, then [`Session::read`] until idle (`None`: no limit): the calling
+    /// thread evaluates the input itself, so no worker is woken for it.
+    pub fn command(&self, input: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>> {
         self.queue_input(input, false)?;
         Ok(self
             .read(timeout, Wait::Idle, Streams::All)
@@ -394,9 +395,10 @@ impl Session {
 
     /// Waits up to `timeout` (evaluating queued input on this thread when nobody else is)
     /// for `wait`, then takes the buffered output of `which`. `None` when there is none.
-    pub fn read(&self, timeout: Duration, wait: Wait, which: Streams) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + timeout;
-        if !timeout.is_zero() {
+    /// `timeout`: `None` waits without limit, zero does not wait.
+    pub fn read(&self, timeout: Option<Duration>, wait: Wait, which: Streams) -> Option<Vec<u8>> {
+        let deadline = Deadline::after(timeout);
+        if timeout != Some(Duration::ZERO) {
             loop {
                 {
                     let mut st = self.state.lock();
@@ -405,7 +407,7 @@ impl Session {
                         break;
                     }
                     if st.evaluating || st.terminated {
-                        if self.changed.wait_until(&mut st, deadline).timed_out() {
+                        if deadline.wait(&self.changed, &mut st) {
                             break;
                         }
                         continue;
@@ -414,7 +416,7 @@ impl Session {
                 // Nobody is evaluating: do it here rather than wait for a worker. (The pool
                 // job that was scheduled will find the queue empty.)
                 self.evaluate(false, if wait == Wait::Idle { usize::MAX } else { 1 });
-                if Instant::now() >= deadline {
+                if deadline.passed() {
                     break;
                 }
             }

@@ -167,19 +167,20 @@ pub unsafe fn opt_out<'a, T>(p: *mut T) -> Option<&'a mut T> {
     p.as_mut()
 }
 
-/// Arguments as JSON text (NULL or empty: none).
+/// Arguments as JSON text (NULL or empty: none), parsed strictly (see [`crate::json`]).
 pub fn json_args(s: &str) -> Result<Option<serde_json::Value>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    match serde_json::from_str::<serde_json::Value>(s) {
+    match crate::json::parse(s) {
         Ok(v @ serde_json::Value::Array(_)) => Ok(Some(v)),
         Ok(_) => Err(Error::invalid("arguments must be a JSON array")),
         Err(e) => Err(Error::invalid(format!("arguments are not valid JSON: {e}"))),
     }
 }
 
-/// A timeout in milliseconds; 0 means none.
+/// A timeout in milliseconds; 0 means none. Any number is safe: the deadline is made by
+/// [`crate::deadline`], for which `UINT64_MAX` milliseconds is no limit.
 pub fn ms_timeout(ms: u64) -> Option<std::time::Duration> {
     (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }

@@ -7,7 +7,6 @@ use crate::manager::Manager;
 use crate::registry;
 use serde_json::Value;
 use std::ffi::c_char;
-use std::time::Duration;
 
 fn ids_json(ids: Vec<String>) -> bioxen_vm_bytes {
     bioxen_vm_bytes::from_string(Value::from(ids).to_string())
@@ -118,13 +117,14 @@ pub unsafe extern "C" fn bioxen_vm_wait_for_cluster(
     call(|| {
         let t = text(jobs_json, "jobs_json")?;
         let out_results_json = out(out_results_json, "out_results_json")?;
-        let map = match serde_json::from_str::<Value>(t) {
+        let map = match crate::json::parse(t) {
             Ok(Value::Object(m)) => m,
-            _ => {
+            Ok(_) => {
                 return Err(Error::invalid(
                     "jobs_json must be a JSON object {vm_id: job handle}",
                 ))
             }
+            Err(e) => return Err(Error::invalid(format!("jobs_json is not valid JSON: {e}"))),
         };
         let jobs = map
             .into_iter()
@@ -206,9 +206,11 @@ pub unsafe extern "C" fn bioxen_vm_manager_broadcast_to_sessions(
         let pattern = text(pattern, "pattern")?;
         let command = bytes(command, len, "command")?;
         let out_json = out(out_json, "out_json")?;
-        let timeout = ms_timeout(timeout_ms).unwrap_or(Duration::MAX);
-        let outputs =
-            registry::manager(manager)?.broadcast_to_sessions(pattern, command, timeout)?;
+        let outputs = registry::manager(manager)?.broadcast_to_sessions(
+            pattern,
+            command,
+            ms_timeout(timeout_ms),
+        )?;
         *out_json = bioxen_vm_bytes::from_string(outputs.to_string());
         Ok(())
     })

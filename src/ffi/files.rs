@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A NUL-terminated path (any bytes but NUL: paths need not be UTF-8).
-unsafe fn path<'a>(p: *const c_char) -> Result<&'a Path> {
+unsafe fn path<'a>(p: *const c_char, what: &'static str) -> Result<&'a Path> {
     if p.is_null() {
-        return Err(Error::NullPointer("path is NULL"));
+        return Err(Error::NullPointer(what));
     }
     Ok(Path::new(OsStr::from_bytes(CStr::from_ptr(p).to_bytes())))
 }
@@ -25,7 +25,7 @@ unsafe fn file_on(
     timeout_ms: u64,
     out_result: *mut bioxen_vm_result,
 ) -> Result<()> {
-    let p = path(script_path)?;
+    let p = path(script_path, "script_path")?;
     let out_result = out(out_result, "out_result")?;
     *out_result = vm.execute_file(p, ms_timeout(timeout_ms), 0, None)?.into();
     Ok(())
@@ -48,10 +48,14 @@ unsafe fn temp_on(
 /// state, as the original's `execute_file`: the host reads the file and runs its text
 /// under the chunk name `@<path>` (a `#!` first line and a UTF-8 BOM are skipped, as `lua`
 /// does). Writes the outcome to `*out_result` (free with `bioxen_vm_result_free`).
-/// `timeout_ms` as for `bioxen_vm_execute`. Blocks; any thread.
+/// `timeout_ms` as for `bioxen_vm_execute`; the limit covers reading the file as well as
+/// running it (TIMEOUT when the reading outlasts it). The host reads at most the VM's
+/// `memory_limit`, and never more than 64 MiB (67108864 bytes): a larger file is refused
+/// with INVALID_ARGUMENT ("… is too large: N bytes …") before anything is read, and a file
+/// that grows past the cap while being read is refused the same way. Blocks; any thread.
 /// Statuses: OK, NULL_POINTER, INVALID_HANDLE, FILE_NOT_FOUND ("Lua script not found:
-/// <path>"), INVALID_ARGUMENT (not a regular file, unreadable), and those of
-/// `bioxen_vm_execute` (an empty file is a valid script, not INVALID_ARGUMENT).
+/// <path>"), INVALID_ARGUMENT (not a regular file, unreadable, too large), TIMEOUT, and
+/// those of `bioxen_vm_execute` (an empty file is a valid script, not INVALID_ARGUMENT).
 ///
 /// # Safety
 /// `script_path` must be NUL-terminated; `out_result` must be valid for writes.
@@ -68,7 +72,9 @@ pub unsafe extern "C" fn bioxen_vm_execute_file(
 /// The original's `execute_temp_script`: writes the code to a new `bioxen_vm-<pid>-<n>.lua`
 /// (mode 0600) in the system temp directory (`TMPDIR`), runs it as
 /// `bioxen_vm_execute_file` does, and removes the file whatever happened (also on a
-/// timeout or an error). Empty code is allowed. Blocks; any thread.
+/// timeout or an error). Empty code is allowed; code larger than the cap of
+/// `bioxen_vm_execute_file` is refused with INVALID_ARGUMENT before any file is written.
+/// Blocks; any thread.
 /// Statuses: those of `bioxen_vm_execute_file`, and SCRIPT_GENERATION_ERROR ("Failed to
 /// create/execute temporary script: …") when the file cannot be written.
 ///

@@ -91,10 +91,15 @@ pub type bioxen_vm_job_callback =
 /// `bioxen_vm_manager_free` cancels it while queued), or at once on the calling thread,
 /// before this function returns, if it has already finished. The callback may call any
 /// function of the library, e.g. `bioxen_vm_job_wait(job, 0, &r)` to fetch the result
-/// (freeing the job handle inside it is allowed too); it must not unwind and should not
-/// block for long (it holds up the worker's next job). Several callbacks may be
-/// registered on one job; each is called once. Freeing the job handle before it finishes
-/// does not cancel the callback. `user_data` is passed back unchanged and never freed.
+/// (freeing the job handle inside it is allowed too), and may wait for other jobs, also
+/// of the same VM and with `max_workers` 1: on a worker it runs after the job's VM is
+/// released (the VM's next job may already run), and while it waits for a job that has
+/// not finished the pool may start one extra thread so that job still runs. It may free
+/// the job's manager (`bioxen_vm_manager_free` then does not wait for this worker). It
+/// must not unwind and should not block for long otherwise (it holds up its worker).
+/// Several callbacks may be registered on one job; each is called once. Freeing the job
+/// handle before it finishes does not cancel the callback. `user_data` is passed back
+/// unchanged and never freed.
 /// Statuses: OK, NULL_POINTER (callback), INVALID_HANDLE.
 #[no_mangle]
 pub extern "C" fn bioxen_vm_job_on_done(
@@ -103,7 +108,7 @@ pub extern "C" fn bioxen_vm_job_on_done(
     user_data: *mut c_void,
 ) -> i32 {
     call(|| {
-        let f = callback.ok_or(Error::NullPointer("callback is NULL"))?;
+        let f = callback.ok_or(Error::NullPointer("callback"))?;
         let j = registry::job(job)?;
         let user_data = user_data as usize;
         j.on_done(Box::new(move |outcome| {

@@ -13,7 +13,9 @@ use std::sync::Arc;
 ///
 /// `options_json` (NULL or "" for defaults): `max_workers` (threads for async jobs, 1..1024,
 /// default 10; started on demand), `debug_mode`, `lua_executable`, and defaults for the VMs
-/// it creates: `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`.
+/// it creates: `vm_type`, `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`
+/// (as for `bioxen_vm_new`: `max_output` 0 is refused). Unknown keys, and a key given
+/// twice, are an error.
 /// The caller owns the handle and frees it with `bioxen_vm_manager_free`. Any thread.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT.
 ///
@@ -33,9 +35,14 @@ pub unsafe extern "C" fn bioxen_vm_manager_new(
     })
 }
 
-/// Frees a manager: interrupts code running on its VMs, cancels queued jobs, waits up to
-/// 5 seconds for its workers, and frees its VMs (a call running on one of them on another
-/// thread finishes first). Job handles stay valid until freed. `manager == 0` is a no-op.
+/// Frees a manager: interrupts code running on its VMs, cancels queued jobs (their on-done
+/// callbacks run on this thread), waits for its workers, and frees its VMs (a call running
+/// on one of them on another thread finishes first). The whole call waits at most 5
+/// seconds for workers, once; a worker still busy then (in code that does not stop, or in
+/// a callback) is left to end on its own. It may be called from an on-done callback
+/// running on one of the manager's workers: it then does not wait for that worker, which
+/// ends when the callback returns. Job handles stay valid until freed. `manager == 0` is a
+/// no-op.
 /// Statuses: OK, INVALID_HANDLE.
 #[no_mangle]
 pub extern "C" fn bioxen_vm_manager_free(manager: u64) -> i32 {

@@ -115,9 +115,10 @@ pub unsafe extern "C" fn bioxen_vm_manager_setup_p2p_cluster(
             ("run_duration", run_duration),
             ("send_interval", send_interval),
         ] {
-            if !(v.is_finite() && v >= 0.0) {
+            if crate::vm::options::seconds_number(v).is_none() {
                 return Err(crate::error::Error::invalid(format!(
-                    "{name} must be a non-negative number of seconds"
+                    "{name} must be a non-negative number of seconds below {:e}",
+                    crate::vm::options::MAX_SECONDS
                 )));
             }
         }

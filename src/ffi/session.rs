@@ -36,7 +36,8 @@ pub enum bioxen_vm_read {
 /// is valid only during the call. Called on the thread that evaluates the input (a worker
 /// of the manager's pool, or a thread inside `bioxen_vm_manager_read_output`), never
 /// concurrently for one session; it must not unwind, and must not call functions of the
-/// same session.
+/// same session, run code on its VM or wait for that VM's jobs (the VM is busy with the
+/// evaluation that produced the output, so such a call would wait for itself).
 pub type bioxen_vm_output_fn = Option<
     unsafe extern "C" fn(
         vm_id: *const c_char,
@@ -219,7 +220,8 @@ pub unsafe extern "C" fn bioxen_vm_manager_read_output(
             Wait::Idle
         };
         let session = registry::manager(manager)?.session(id)?;
-        let timeout = ms_timeout(timeout_ms).unwrap_or(Duration::ZERO);
+        // 0: no wait (not "no limit", as elsewhere).
+        let timeout = Some(ms_timeout(timeout_ms).unwrap_or(Duration::ZERO));
         let got = session.read(timeout, wait, streams);
         *out_has_output = got.is_some();
         *out_output = bioxen_vm_bytes::from_vec(got.unwrap_or_default());
@@ -250,9 +252,11 @@ pub unsafe extern "C" fn bioxen_vm_manager_execute_interactive_command(
         let id = text(vm_id, "vm_id")?;
         let command = bytes(command, len, "command")?;
         let out_output = out(out_output, "out_output")?;
-        let timeout = ms_timeout(timeout_ms).unwrap_or(Duration::MAX);
-        let output =
-            registry::manager(manager)?.execute_interactive_command(id, command, timeout)?;
+        let output = registry::manager(manager)?.execute_interactive_command(
+            id,
+            command,
+            ms_timeout(timeout_ms),
+        )?;
         *out_output = bioxen_vm_bytes::from_vec(output);
         Ok(())
     })

@@ -18,10 +18,11 @@ static DEFAULT_POOL: Lazy<crate::jobs::Pool> =
 /// default, or "process": a persistent child `lua_executable`, default "lua"; "ssh" and
 /// "xcpng" give UNSUPPORTED in this version), `sandbox` ("default" | "trusted"),
 /// `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
-/// execution, 0 = none), `debug_mode`, `max_output` (bytes kept per output stream per
-/// execution, default 16 MiB), `chunk_cache` (compiled chunks kept, default 64; code is
-/// kept from its second run on, 0 turns the cache off), `lua_executable`, and for
-/// compatibility `persistent`, `networked`. Unknown keys are an error.
+/// execution, 0 = none, below 1e9), `debug_mode`, `max_output` (bytes kept per output
+/// stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited
+/// setting), `chunk_cache` (compiled chunks kept, default 64; code is kept from its second
+/// run on, 0 turns the cache off), `lua_executable`, and for compatibility `persistent`,
+/// `networked`. Unknown keys, and a key given twice, are an error.
 ///
 /// The caller owns the handle and frees it with `bioxen_vm_free`. Any thread.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT.

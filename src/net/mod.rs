@@ -122,9 +122,10 @@ pub fn prepare(mode: Mode, options_json: &str) -> Result<Value> {
         "send_interval",
     ] {
         if let Some(v) = map.get(k).filter(|v| !v.is_null()) {
-            if !v.as_f64().is_some_and(|s| s >= 0.0 && s.is_finite()) {
+            if crate::vm::options::seconds_value(v).is_none() {
                 return Err(Error::invalid(format!(
-                    "option '{k}' must be a non-negative number of seconds"
+                    "option '{k}' must be a non-negative number of seconds below {:e}",
+                    crate::vm::options::MAX_SECONDS
                 )));
             }
         }
@@ -227,7 +228,12 @@ pub fn setup_p2p_cluster(
         return Err(Error::invalid("P2P cluster requires at least 2 VMs"));
     }
     validate_port(base_port)?;
-    validate_port(base_port + vm_count as i64 - 1)?;
+    // The last port, without overflow whatever the count.
+    let last = i64::try_from(vm_count - 1)
+        .ok()
+        .and_then(|n| base_port.checked_add(n))
+        .unwrap_or(i64::MAX);
+    validate_port(last)?;
     let mut options = crate::vm::options::parse_object(vm_options_json, "VM options")?;
     options.insert("networked".into(), true.into());
     let ids = manager.create_cluster(cluster_id, vm_count, &Value::Object(options).to_string())?;

@@ -116,12 +116,13 @@ pub const VM_OPTION_KEYS: &[&str] = &[
     "chunk_cache",
 ];
 
-/// Parse a JSON object text (empty text means `{}`) into a map, rejecting other JSON.
+/// Parse a JSON object text (empty text means `{}`) into a map, rejecting other JSON and
+/// duplicate keys (see [`crate::json`]).
 pub fn parse_object(text: &str, what: &str) -> Result<Map<String, Value>> {
     if text.trim().is_empty() {
         return Ok(Map::new());
     }
-    match serde_json::from_str::<Value>(text) {
+    match crate::json::parse(text) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(Error::invalid(format!("{what} must be a JSON object"))),
         Err(e) => Err(Error::invalid(format!("{what} is not valid JSON: {e}"))),
@@ -162,15 +163,40 @@ pub(crate) fn get_size(map: &Map<String, Value>, key: &str) -> Result<Option<usi
     }
 }
 
+/// `max_output`: at least 1 byte; `null` keeps the default. There is no unlimited setting,
+/// so 0 is refused rather than read as "none" as other sizes are.
+fn get_max_output(map: &Map<String, Value>) -> Result<Option<usize>> {
+    match map.get("max_output") {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) if v.as_u64() == Some(0) => Err(Error::invalid(
+            "option 'max_output' must be at least 1 byte; there is no unlimited setting",
+        )),
+        Some(_) => get_size(map, "max_output"),
+    }
+}
+
+/// Most seconds a timeout option takes (about 31 years); larger numbers are refused.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// `s` when it is a number of seconds from 0 to [`MAX_SECONDS`] (exclusive).
+pub(crate) fn seconds_number(s: f64) -> Option<f64> {
+    (0.0..MAX_SECONDS).contains(&s).then_some(s)
+}
+
+/// `v` as seconds when it is a number from 0 to [`MAX_SECONDS`] (exclusive).
+pub(crate) fn seconds_value(v: &Value) -> Option<f64> {
+    v.as_f64().and_then(seconds_number)
+}
+
 /// Seconds as a non-negative number; `0` and `null` mean "none".
 pub(crate) fn get_seconds(map: &Map<String, Value>, key: &str) -> Result<Option<Duration>> {
     match map.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_f64() {
+        Some(v) => match seconds_value(v) {
             Some(0.0) => Ok(None),
-            Some(s) if s > 0.0 && s.is_finite() && s < 1e9 => Ok(Some(Duration::from_secs_f64(s))),
-            _ => Err(Error::invalid(format!(
-                "option '{key}' must be a non-negative number of seconds"
+            Some(s) => Ok(Some(Duration::from_secs_f64(s))),
+            None => Err(Error::invalid(format!(
+                "option '{key}' must be a non-negative number of seconds below {MAX_SECONDS:e}"
             ))),
         },
     }
@@ -238,7 +264,7 @@ impl VmOptions {
             }
             o.lua_executable = s.to_string();
         }
-        if let Some(n) = get_size(map, "max_output")? {
+        if let Some(n) = get_max_output(map)? {
             o.max_output = n;
         }
         if map.contains_key("chunk_cache") {

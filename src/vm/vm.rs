@@ -243,7 +243,9 @@ impl Vm {
         if self.poisoned.load(Relaxed) {
             return Err(self.poisoned_error());
         }
-        let timeout = timeout.or(self.options.timeout);
+        // A backend adds the timeout to `Instant::now()`: past the deadline horizon it is no
+        // limit at all, so that sum cannot overflow whatever number the caller gave.
+        let timeout = crate::deadline::bounded(timeout.or(self.options.timeout));
         let guard = PoisonGuard(&self.poisoned);
         self.busy.store(true, Relaxed);
         // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
@@ -341,6 +343,20 @@ impl Vm {
             m.extend(b.info());
         }
         m
+    }
+
+    /// Whether a child interpreter serves this VM and runs now: the backend's own
+    /// `process_running` when the VM is idle; while code runs on it, whether it is of a
+    /// child-interpreter kind (its child is busy). Always false for in-process VMs.
+    pub fn process_running(&self) -> bool {
+        match self.backend.try_lock() {
+            Some(b) => b
+                .info()
+                .get("process_running")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            None => self.options.kind != VmKind::Basic || self.options.networked,
+        }
     }
 
     #[doc(hidden)]
