@@ -104,8 +104,8 @@ fn ended_of(exit: &Option<Exit>) -> Ended {
     }
 }
 
-/// Network failures while connecting are tried again (three attempts in all, 100 and
-/// 300 ms apart); authentication and host-key failures never are.
+/// TCP connections that fail are tried again (three attempts in all, 100 and 300 ms
+/// apart); handshake, authentication and host-key failures never are.
 fn connect_with_retries(o: &SshOptions) -> Result<Arc<Connection>> {
     let mut delay = Duration::from_millis(100);
     let mut tries = 0;
@@ -115,8 +115,9 @@ fn connect_with_retries(o: &SshOptions) -> Result<Arc<Connection>> {
             Ok(c) => return Ok(c),
             Err(e) => {
                 let text = e.to_string();
-                let network =
-                    text.starts_with("cannot connect") || text.starts_with("SSH handshake");
+                // A refused or unreachable TCP connection may be a server restarting; a
+                // peer that takes the connection but does not speak SSH will not improve.
+                let network = text.starts_with("cannot connect");
                 if !network || tries >= 3 {
                     return Err(e);
                 }
