@@ -14,8 +14,9 @@ use std::sync::Arc;
 /// `options_json` (NULL or "" for defaults): `max_workers` (threads for async jobs, 1..1024,
 /// default 10; started on demand), `debug_mode`, `lua_executable`, and defaults for the VMs
 /// it creates: `vm_type`, `sandbox`, `memory_limit`, `timeout`, `max_output`, `chunk_cache`
-/// (as for `bioxen_vm_new`: `max_output` 0 is refused). Unknown keys, and a key given
-/// twice, are an error.
+/// (as for `bioxen_vm_new`: `max_output` 0 is refused), and with `vm_type` "ssh" the ssh
+/// options too (`host`, `username`, ...), which each VM may override. Unknown keys, and a
+/// key given twice, are an error.
 /// The caller owns the handle and frees it with `bioxen_vm_manager_free`. Any thread.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT.
 ///
@@ -59,7 +60,7 @@ pub extern "C" fn bioxen_vm_manager_free(manager: u64) -> i32 {
 /// of the manager's defaults.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT (bad options,
 /// empty id, "Unknown VM type: …"), VM_ALREADY_EXISTS ("VM with ID 'x' already exists"),
-/// UNSUPPORTED, MEMORY_LIMIT.
+/// UNSUPPORTED, MEMORY_LIMIT, LUA_NOT_FOUND, LUA_SOCKET_NOT_FOUND, VM_CONNECTION_ERROR.
 ///
 /// # Safety
 /// `vm_id` must be NUL-terminated; `options_json` NULL or NUL-terminated.

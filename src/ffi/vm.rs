@@ -15,8 +15,9 @@ static DEFAULT_POOL: Lazy<crate::jobs::Pool> =
 /// Creates a standalone VM and writes its handle to `*out_vm`.
 ///
 /// `options_json` (NULL or "" for defaults) is a JSON object: `vm_type` ("basic", the
-/// default, or "process": a persistent child `lua_executable`, default "lua"; "ssh" and
-/// "xcpng" give UNSUPPORTED in this version), `sandbox` ("default" | "trusted"),
+/// default; "process": a persistent child `lua_executable`, default "lua"; "ssh": a
+/// persistent `lua_executable` on another host, over SSH; "xcpng" gives UNSUPPORTED in this
+/// version), `sandbox` ("default" | "trusted"),
 /// `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
 /// execution, 0 = none, below 1e9), `debug_mode`, `max_output` (bytes kept per output
 /// stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited
@@ -24,8 +25,22 @@ static DEFAULT_POOL: Lazy<crate::jobs::Pool> =
 /// run on, 0 turns the cache off), `lua_executable`, and for compatibility `persistent`,
 /// `networked`. Unknown keys, and a key given twice, are an error.
 ///
+/// An "ssh" VM also takes: `host` and `username` (required), `port` (22), `key_file` and
+/// `key_passphrase`, `password`, `use_agent` (true: the identities of the ssh-agent at
+/// `SSH_AUTH_SOCK`), tried in that order (key file, password, agent); host-key checking
+/// with `known_hosts` (a path, default `~/.ssh/known_hosts`, read only), or
+/// `host_key_fingerprint` ("SHA256:<base64>", as `ssh-keygen -lf` prints it), or
+/// `host_key_policy` "insecure-accept-any" (default "strict"; an unknown or changed key
+/// refuses to connect); `connect_timeout` (seconds, 10) and `keepalive_interval` (seconds,
+/// 4; two silent intervals make the peer dead). The connection is shared with the other VMs
+/// on the same host, port, user and credentials. Passwords and passphrases are never shown
+/// in messages, logs or `info`. Failing to connect, authenticate or check the host key is
+/// VM_CONNECTION_ERROR; a missing remote interpreter is LUA_NOT_FOUND. This call blocks
+/// while it connects (bounded by `connect_timeout`) and starts the agent (at most 5 s).
+///
 /// The caller owns the handle and frees it with `bioxen_vm_free`. Any thread.
-/// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT.
+/// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT,
+/// LUA_NOT_FOUND, LUA_SOCKET_NOT_FOUND, VM_CONNECTION_ERROR.
 ///
 /// # Safety
 /// `options_json` must be NULL or a NUL-terminated string; `out_vm` must be valid for writes.
