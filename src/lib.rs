@@ -6,6 +6,8 @@
 //!   output capture and stop machinery; [`watchdog`] fires deadlines for every VM.
 //! - [`deadline`]: deadlines from callers' timeouts; [`json`]: strict parsing of callers'
 //!   JSON.
+//! - [`packages`]: package environments (isolated luarocks trees, lockfiles, the cache
+//!   of built rocks, catalogs, profiles, search) for VMs of every kind.
 //! - [`registry`]: the handle table; [`error`] and [`status`]: the error model; [`log`]:
 //!   logging.
 #![allow(non_camel_case_types)]
@@ -21,6 +23,7 @@ pub mod json;
 pub mod log;
 pub mod manager;
 pub mod net;
+pub mod packages;
 pub mod registry;
 pub mod session;
 pub mod status;

@@ -80,6 +80,23 @@ pub enum bioxen_vm_status {
     VmManagerError = 36,
     /// `ProcessRegistryError`.
     ProcessRegistryError = 37,
+    /// Package environments (60–66): no server of the environment has the rock (or that
+    /// version of it). The details name the servers and the versions they have.
+    PackageNotFound = 60,
+    /// A dependency's constraint cannot be met (the details name the constraint and the
+    /// versions the servers have), or a removal would break rocks that depend on it.
+    DependencyConflict = 61,
+    /// luarocks is not installed (locally, or on the remote host of an ssh environment).
+    LuarocksNotFound = 62,
+    /// Building a rock failed (a C compiler or the Lua headers missing, a broken rockspec).
+    BuildFailed = 63,
+    /// luarocks failed otherwise; the details carry its exit status, stdout and stderr.
+    PackageError = 64,
+    /// A lockfile cannot be read or reproduced (a server cannot provide a pinned rock, a
+    /// rock's files do not match the pinned hash, the Lua version differs).
+    LockfileError = 65,
+    /// An environment does not exist, already exists, or is not usable as asked.
+    EnvironmentError = 66,
 }
 
 /// Every status, in numeric order (used by tests and by `status_name`).
@@ -119,6 +136,13 @@ pub const ALL_STATUSES: &[bioxen_vm_status] = &[
     bioxen_vm_status::IoThreadError,
     bioxen_vm_status::VmManagerError,
     bioxen_vm_status::ProcessRegistryError,
+    bioxen_vm_status::PackageNotFound,
+    bioxen_vm_status::DependencyConflict,
+    bioxen_vm_status::LuarocksNotFound,
+    bioxen_vm_status::BuildFailed,
+    bioxen_vm_status::PackageError,
+    bioxen_vm_status::LockfileError,
+    bioxen_vm_status::EnvironmentError,
 ];
 
 impl bioxen_vm_status {
@@ -177,6 +201,13 @@ impl bioxen_vm_status {
             IoThreadError => c"IO_THREAD_ERROR",
             VmManagerError => c"VM_MANAGER_ERROR",
             ProcessRegistryError => c"PROCESS_REGISTRY_ERROR",
+            PackageNotFound => c"PACKAGE_NOT_FOUND",
+            DependencyConflict => c"DEPENDENCY_CONFLICT",
+            LuarocksNotFound => c"LUAROCKS_NOT_FOUND",
+            BuildFailed => c"BUILD_FAILED",
+            PackageError => c"PACKAGE_ERROR",
+            LockfileError => c"LOCKFILE_ERROR",
+            EnvironmentError => c"ENVIRONMENT_ERROR",
         }
     }
 }
