@@ -184,6 +184,37 @@ typedef enum bioxen_vm_status {
    * `ProcessRegistryError`.
    */
   BIOXEN_VM_STATUS_PROCESS_REGISTRY_ERROR = 37,
+  /**
+   * Package environments (60–66): no server of the environment has the rock (or that
+   * version of it). The details name the servers and the versions they have.
+   */
+  BIOXEN_VM_STATUS_PACKAGE_NOT_FOUND = 60,
+  /**
+   * A dependency's constraint cannot be met (the details name the constraint and the
+   * versions the servers have), or a removal would break rocks that depend on it.
+   */
+  BIOXEN_VM_STATUS_DEPENDENCY_CONFLICT = 61,
+  /**
+   * luarocks is not installed (locally, or on the remote host of an ssh environment).
+   */
+  BIOXEN_VM_STATUS_LUAROCKS_NOT_FOUND = 62,
+  /**
+   * Building a rock failed (a C compiler or the Lua headers missing, a broken rockspec).
+   */
+  BIOXEN_VM_STATUS_BUILD_FAILED = 63,
+  /**
+   * luarocks failed otherwise; the details carry its exit status, stdout and stderr.
+   */
+  BIOXEN_VM_STATUS_PACKAGE_ERROR = 64,
+  /**
+   * A lockfile cannot be read or reproduced (a server cannot provide a pinned rock, a
+   * rock's files do not match the pinned hash, the Lua version differs).
+   */
+  BIOXEN_VM_STATUS_LOCKFILE_ERROR = 65,
+  /**
+   * An environment does not exist, already exists, or is not usable as asked.
+   */
+  BIOXEN_VM_STATUS_ENVIRONMENT_ERROR = 66,
 } bioxen_vm_status;
 
 /**
@@ -293,6 +324,15 @@ typedef void (*bioxen_vm_log_fn)(int32_t level,
  * status such as TIMEOUT or INTERRUPTED), `user_data` what was given with the callback.
  */
 typedef void (*bioxen_vm_job_callback)(uint64_t job, int32_t status, void *user_data);
+
+/**
+ * Progress callback of long package operations: `event_json` is one JSON object
+ * (`{"event":"step","step":"resolve"|"cache-hit"|"luarocks"|"installed"|...,"rock":...,
+ * "version":...}` or `{"event":"output","stream":"stdout"|"stderr","line":...}` for each
+ * line luarocks prints), NUL-terminated UTF-8 that lives only during the call;
+ * `user_data` is what was given with the callback.
+ */
+typedef void (*bioxen_vm_packages_progress_fn)(const char *event_json, void *user_data);
 
 /**
  * Session output callback: `vm_id` (NUL-terminated UTF-8), the stream
@@ -903,6 +943,182 @@ int32_t bioxen_vm_validate_host(const char *host);
 int32_t bioxen_vm_script_template(const char *name,
                                   const char *options_json,
                                   struct bioxen_vm_bytes *out_source);
+
+/**
+ * Creates a package environment and writes its description to `*out_json`
+ * (`{"name","path","lua_version","interpreter","servers","tree",...}`).
+ *
+ * `request_json`: `{"name": N}` (under the data directory: `$BIOXEN_VM_DATA_DIR`, else
+ * `$XDG_DATA_HOME/bioxen_vm`, else `~/.local/share/bioxen_vm`, created now) or `{"path":
+ * P}` (a new or empty directory), and optionally `lua_version` ("5.1"…"5.4", default
+ * "5.4"), `interpreter` (default "lua5.x"), `servers` (directories, `file://` or
+ * `http(s)://` URLs: the only servers it ever installs from), `include_system_modules`
+ * (false: VMs see the environment's modules only), `luarocks` (the program, default
+ * `luarocks` in PATH), `lua_incdir`, `cache` (true: the shared cache of built rocks, false:
+ * none, or a directory), `exist_ok`. With `ssh` (an object of ssh VM options) the
+ * environment is created on that host (a name, or an absolute `path` there).
+ *
+ * Every package function: `*out_json` (freed by the caller with `bioxen_vm_bytes_free`)
+ * receives the reply on success and, on failure, an error object `{"status",
+ * "status_name","message","kind",...}` whose details carry luarocks' `exit_status`,
+ * `stdout` and `stderr`, the `rock`, the unmet `constraint`, the `available` versions,
+ * ... as they apply. Requests also take `timeout` (seconds for the whole call, waiting for
+ * the environment's lock included). Any thread; calls on one environment serialise on its
+ * lock (also across processes). Statuses: OK, NULL_POINTER, INVALID_UTF8,
+ * INVALID_ARGUMENT, ENVIRONMENT_ERROR, TIMEOUT, INTERNAL, VM_CONNECTION_ERROR (ssh),
+ * and for the operations that run luarocks PACKAGE_NOT_FOUND, DEPENDENCY_CONFLICT,
+ * LUAROCKS_NOT_FOUND, BUILD_FAILED, PACKAGE_ERROR, LOCKFILE_ERROR.
+ *
+ * # Safety
+ * `request_json` must be NULL or a NUL-terminated string; `out_json` valid for writes.
+ */
+int32_t bioxen_vm_packages_create(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Describes an existing environment (`{"env": name or path}`, optionally `ssh`).
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_open(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Lists the environments under the data directory (a JSON array of descriptions).
+ * `request_json`: NULL or `{}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_environments(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Removes an environment (`{"env": ...}`): only a directory holding an environment's
+ * metadata, under its lock.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_remove_env(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Installs a rock: `{"env", "rock": name, "version": a version or a constraint
+ * (">= 1.0, < 2.0"), "force": reinstall, "locked": install what the environment's
+ * lockfile pins for it, "cache": use the cache of built rocks (default true)}`, optionally
+ * `ssh` (luarocks then runs on that host, every argument quoted). The reply:
+ * `{"rock","version","already_installed","installed":[{"name","version","from_cache"}],
+ * "luarocks":{"exit_status","stdout","stderr","command"} or null}`. A rock already built
+ * for this Lua version and architecture (by any environment using the same cache) is
+ * copied in without running luarocks.
+ *
+ * `progress` (may be NULL) is called with `user_data` on the calling thread, before this
+ * function returns, once per event; it must not unwind and must not start a package
+ * operation on the same environment (that would wait for the lock this call holds).
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`; `progress` NULL or callable.
+ */
+int32_t bioxen_vm_packages_install(const char *request_json,
+                                   bioxen_vm_packages_progress_fn progress_fn,
+                                   void *user_data,
+                                   struct bioxen_vm_bytes *out_json);
+
+/**
+ * Removes a rock: `{"env", "rock", "version", "force": even if others depend on it}`
+ * (DEPENDENCY_CONFLICT names the dependents otherwise), optionally `ssh`.
+ * `progress` as for `bioxen_vm_packages_install`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_install`.
+ */
+int32_t bioxen_vm_packages_remove(const char *request_json,
+                                  bioxen_vm_packages_progress_fn progress_fn,
+                                  void *user_data,
+                                  struct bioxen_vm_bytes *out_json);
+
+/**
+ * Lists the installed rocks: `{"env"}` (optionally `ssh`) gives `[{"name","version",
+ * "modules","commands","dependencies"}]`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_list(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * One installed rock in detail: `{"env","rock"}` gives `{"name","version","summary",
+ * "license","homepage","modules","dependencies","resolved_dependencies","commands",
+ * "files","hash"}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_show(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Ranked search over catalogs and servers' manifests: `{"query", "catalogs": [paths]
+ * (default: the JSON files in <data dir>/catalogs), "servers": [...], "env": its servers
+ * too, "limit"}` gives `{"results": [{"name","score","matched","version","versions",
+ * "summary","category","labels","modules","priority","sources"}], ...}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_search(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Writes the environment's lockfile (`{"env", "path": where, default <env>/bioxen.lock}`,
+ * optionally `ssh`) and returns it: `{"format","lua_version","arch","rocks":[{"name",
+ * "version","hash","dependencies"}]}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_lock(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Makes an environment hold exactly what a lockfile pins: `{"env", "lockfile": path or
+ * "lock": the lockfile object (default: the environment's own), "cache"}`, optionally
+ * `ssh`. LOCKFILE_ERROR when a server cannot provide a pinned rock or a rock's files do
+ * not match its hash. `progress` as for `bioxen_vm_packages_install`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_install`.
+ */
+int32_t bioxen_vm_packages_sync(const char *request_json,
+                                bioxen_vm_packages_progress_fn progress_fn,
+                                void *user_data,
+                                struct bioxen_vm_bytes *out_json);
+
+/**
+ * Installs a profile's packages and locks the environment: `{"env", "profile",
+ * "catalogs", "lock": true}` (profiles: the original's six, extended or replaced by the
+ * catalogs). `progress` as for `bioxen_vm_packages_install`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_install`.
+ */
+int32_t bioxen_vm_packages_bootstrap(const char *request_json,
+                                     bioxen_vm_packages_progress_fn progress_fn,
+                                     void *user_data,
+                                     struct bioxen_vm_bytes *out_json);
+
+/**
+ * The health check of an environment (`{"env"}`): `{"ok", "checks": {"luarocks",
+ * "interpreter","headers","servers","modules","drift"}}`, each `{"ok","message",...}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_health(const char *request_json, struct bioxen_vm_bytes *out_json);
+
+/**
+ * The profiles in effect (`{"catalogs": [...]}`): `{name: {"description","packages",
+ * "luarocks_required","development_tools","networking"}}`.
+ *
+ * # Safety
+ * As `bioxen_vm_packages_create`.
+ */
+int32_t bioxen_vm_packages_profiles(const char *request_json, struct bioxen_vm_bytes *out_json);
 
 /**
  * Creates an empty result buffer for `bioxen_vm_execute_into` and writes it to

@@ -1,6 +1,7 @@
 //! Helpers for calling the C ABI from Rust tests.
 #![allow(dead_code)]
 
+pub mod rocks;
 pub mod sshd;
 
 use bioxen_vm::ffi::*;
