@@ -11,6 +11,15 @@ fn main() {
     println!("cargo:rustc-env=BIOXEN_VM_ABI_VERSION={ABI_VERSION}");
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libbioxen_vm.so.{ABI_VERSION}");
+        // The Lua C API for the C modules of trusted VMs (src/vm/embedded/require.rs), bound
+        // within the library so that another Lua in the process never replaces it.
+        let map = concat!(env!("CARGO_MANIFEST_DIR"), "/src/vm/embedded/lua-api.map");
+        println!("cargo:rerun-if-changed={map}");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={map}");
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-Bsymbolic-functions");
+        for kind in ["tests", "benches"] {
+            println!("cargo:rustc-link-arg-{kind}=-Wl,--export-dynamic-symbol=lua_*,--export-dynamic-symbol=luaL_*");
+        }
     }
     let src = "src/vm/embedded/lpattern.c";
     println!("cargo:rerun-if-changed={src}");

@@ -1356,7 +1356,13 @@ int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes
  * stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited
  * setting), `chunk_cache` (compiled chunks kept, default 64; code is kept from its second
  * run on, 0 turns the cache off), `lua_executable`, and for compatibility `persistent`,
- * `networked`. Unknown keys, and a key given twice, are an error.
+ * `networked`, and `env`: a package environment (a name or a path, see
+ * `bioxen_vm_packages_create`; default `$BIOXEN_VM_ENV` for basic and process VMs) whose
+ * modules are all that `require` finds: a basic VM loads its pure-Lua modules through
+ * the sandbox (its C modules only when `trusted`), a process VM runs the environment's
+ * interpreter with its paths, an ssh VM uses an environment on its host (a name or an
+ * absolute path there). ENVIRONMENT_ERROR when it does not exist or is for another Lua
+ * version. Unknown keys, and a key given twice, are an error.
  *
  * An "ssh" VM also takes: `host` and `username` (required), `port` (22), `key_file` and
  * `key_passphrase`, `password`, `use_agent` (true: the identities of the ssh-agent at
@@ -1373,7 +1379,7 @@ int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes
  *
  * The caller owns the handle and frees it with `bioxen_vm_free`. Any thread.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, UNSUPPORTED, MEMORY_LIMIT,
- * LUA_NOT_FOUND, LUA_SOCKET_NOT_FOUND, VM_CONNECTION_ERROR.
+ * LUA_NOT_FOUND, LUA_SOCKET_NOT_FOUND, VM_CONNECTION_ERROR, ENVIRONMENT_ERROR.
  *
  * # Safety
  * `options_json` must be NULL or a NUL-terminated string; `out_vm` must be valid for writes.

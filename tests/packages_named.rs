@@ -40,6 +40,25 @@ fn named_environments_live_under_the_data_directory() {
         ok("list", &json!({ "env": "alpha" }))[0]["name"],
         "bxt-base"
     );
+    // BIOXEN_VM_ENV names the environment of VMs created without an `env` option.
+    std::env::set_var("BIOXEN_VM_ENV", "alpha");
+    let vm = common::TestVm::new("{}");
+    assert_eq!(vm.info()["env"], "alpha");
+    assert_eq!(
+        vm.exec("return require('bxt_base').version").values,
+        json!(["2.0"])
+    );
+    let process = common::TestVm::new(r#"{"vm_type": "process"}"#);
+    assert_eq!(
+        process.exec("return require('bxt_base').version").values,
+        json!(["2.0"])
+    );
+    let explicit = common::TestVm::new(&json!({ "env": "beta" }).to_string());
+    assert!(!explicit.exec("return require('bxt_base')").success);
+    std::env::remove_var("BIOXEN_VM_ENV");
+    let plain = common::TestVm::new("{}");
+    assert_eq!(plain.info()["env"], serde_json::Value::Null);
+    assert_eq!(plain.exec("return require").values, json!([null]));
     ok("remove_env", &json!({ "env": "beta" }));
     assert!(!data.join("envs/beta").exists());
     fails(

@@ -34,6 +34,7 @@ pub mod search;
 pub mod servers;
 pub mod tree;
 pub mod version;
+pub mod vmenv;
 
 pub use env::{EnvRef, Environment};
 pub use error::{PResult, PkgError};

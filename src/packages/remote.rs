@@ -575,16 +575,30 @@ impl Remote {
         )
     }
 
-    /// The module variables the agent of an `ssh` VM gets for `env` (a name or absolute
-    /// path on the host).
-    pub fn module_env(&self, env: &str) -> PResult<Vec<(String, String)>> {
+    /// What the agent of an `ssh` VM needs for `env` (a name or absolute path on the
+    /// host): the environment's module variables, interpreter and Lua version.
+    pub fn module_env(&self, env: &str) -> PResult<RemoteModules> {
         let dir = self.resolve(env)?;
         let e = self.open(&dir)?;
-        Ok(ModulePaths::for_tree(
-            &e.tree().display().to_string(),
-            &e.meta.lua_version,
-            e.meta.include_system_modules,
-        )
-        .env_vars())
+        Ok(RemoteModules {
+            vars: ModulePaths::for_tree(
+                &e.tree().display().to_string(),
+                &e.meta.lua_version,
+                e.meta.include_system_modules,
+            )
+            .env_vars(),
+            interpreter: e.meta.interpreter.clone(),
+            lua_version: e.meta.lua_version.clone(),
+            dir,
+        })
     }
+}
+
+/// A remote environment as an `ssh` VM's agent uses it.
+#[derive(Clone, Debug)]
+pub struct RemoteModules {
+    pub vars: Vec<(String, String)>,
+    pub interpreter: String,
+    pub lua_version: String,
+    pub dir: String,
 }

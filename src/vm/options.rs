@@ -77,6 +77,9 @@ pub struct VmOptions {
     pub chunk_cache: usize,
     /// The `ssh` kind's own options (host, user, credentials, host-key check).
     pub ssh: Option<crate::vm::ssh::SshOptions>,
+    /// The package environment whose modules the VM sees (a name or a path; on an ssh
+    /// host, a name or an absolute path there). See `crate::packages`.
+    pub env: Option<String>,
 }
 
 /// Default cap on the bytes of output one stream keeps per execution.
@@ -98,6 +101,7 @@ impl Default for VmOptions {
             max_output: DEFAULT_MAX_OUTPUT,
             chunk_cache: DEFAULT_CHUNK_CACHE,
             ssh: None,
+            env: None,
         }
     }
 }
@@ -114,7 +118,12 @@ pub const VM_OPTION_KEYS: &[&str] = &[
     "lua_executable",
     "max_output",
     "chunk_cache",
+    "env",
 ];
+
+/// The variable that names the package environment of VMs created without an `env`
+/// option (basic and process kinds; like an activated virtual environment).
+pub const ENV_VAR: &str = "BIOXEN_VM_ENV";
 
 /// Parse a JSON object text (empty text means `{}`) into a map, rejecting other JSON and
 /// duplicate keys (see [`crate::json`]).
@@ -277,6 +286,16 @@ impl VmOptions {
                 }
             };
         }
+        if let Some(e) = get_str(map, "env")? {
+            if e.is_empty() || e.contains('\0') {
+                return Err(Error::invalid(
+                    "option 'env' must name a package environment (a name or a path)",
+                ));
+            }
+            o.env = Some(e.to_string());
+        } else if map.contains_key("env") {
+            o.env = None;
+        }
         if let Some(limit) = o.memory_limit {
             if limit < MIN_MEMORY_LIMIT {
                 return Err(Error::invalid(format!(
@@ -308,6 +327,10 @@ impl VmOptions {
         m.insert("lua_executable".into(), self.lua_executable.clone().into());
         m.insert("max_output".into(), self.max_output.into());
         m.insert("chunk_cache".into(), self.chunk_cache.into());
+        m.insert(
+            "env".into(),
+            self.env.clone().map(Value::from).unwrap_or(Value::Null),
+        );
         if let Some(ssh) = &self.ssh {
             m.extend(ssh.to_json());
         }

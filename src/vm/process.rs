@@ -252,13 +252,17 @@ pub struct LocalTransport {
     tag: String,
     running: Option<Running>,
     buf: Vec<u8>,
+    /// Variables set for the child on top of the inherited ones (a package environment's
+    /// module paths).
+    env: Vec<(String, String)>,
 }
 
 impl LocalTransport {
-    pub fn new(exe: &str, memory_limit: Option<usize>) -> Self {
+    pub fn new(exe: &str, memory_limit: Option<usize>, env: Vec<(String, String)>) -> Self {
         let token = crate::agent::new_token();
         LocalTransport {
             exe: exe.to_string(),
+            env,
             memory_limit,
             tag: format!("{}-{}", std::process::id(), String::from_utf8_lossy(&token)),
             running: None,
@@ -303,6 +307,7 @@ impl Transport for LocalTransport {
         cmd.arg("-e")
             .arg(bootstrap)
             .env(proc_tree::TAG_VAR, &self.tag)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -543,11 +548,29 @@ pub type ProcessVm = AgentBackend<LocalTransport>;
 
 /// Creates a `process` VM (also what serves `networked` VMs, which must load LuaSocket).
 pub fn new(options: &VmOptions) -> Result<ProcessVm> {
-    let transport = LocalTransport::new(&options.lua_executable, options.memory_limit);
+    // A package environment: its interpreter (unless one is named) and its module paths.
+    let pkg = crate::packages::vmenv::for_process(options)?;
+    let mut options = options.clone();
+    let mut vars = Vec::new();
+    if let Some(p) = &pkg {
+        options.lua_executable = p.exe.clone();
+        vars = p.vars.clone();
+    }
+    let options = &options;
+    let transport = LocalTransport::new(&options.lua_executable, options.memory_limit, vars);
     let mut vm = AgentBackend {
         vm: AgentVm::new(transport, "process", options)?,
         lua_executable: options.lua_executable.clone(),
     };
+    if let Some(p) = &pkg {
+        let running = vm
+            .info()
+            .get("lua_version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        crate::packages::vmenv::check_version(p, &running)?;
+    }
     if options.networked {
         check_luasocket(&mut vm)?;
     }

@@ -84,7 +84,12 @@ pub fn is_blank(code: &[u8]) -> bool {
 
 impl Vm {
     /// Builds a VM of `options.kind`. `name` is what logs and `info` call it (empty: `vm<serial>`).
-    pub fn new(name: &str, options: VmOptions) -> Result<Arc<Vm>> {
+    pub fn new(name: &str, mut options: VmOptions) -> Result<Arc<Vm>> {
+        if options.env.is_none() && matches!(options.kind, VmKind::Basic | VmKind::Process) {
+            options.env = std::env::var(crate::vm::options::ENV_VAR)
+                .ok()
+                .filter(|v| !v.is_empty());
+        }
         let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
         let name = if name.is_empty() {
             format!("vm{serial}")

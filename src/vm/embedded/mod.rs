@@ -5,6 +5,7 @@
 mod cache;
 mod call;
 pub(crate) mod capture;
+mod require;
 mod sandbox;
 mod stop;
 mod values;
@@ -48,6 +49,9 @@ pub struct EmbeddedVm {
     capture: Box<UnsafeCell<Capture>>,
     stopper: Arc<LuaStopper>,
     memory_limit: Option<usize>,
+    /// What `require` searches when the VM uses a package environment (the state points
+    /// to it; kept for the state's life).
+    _modules: Option<Box<UnsafeCell<require::Modules>>>,
 }
 
 // SAFETY: `capture` and the state are only touched by the thread holding `&mut EmbeddedVm`
@@ -87,6 +91,9 @@ impl EmbeddedVm {
         let cap_ptr = capture.get();
         let stop_ptr: *const LuaStopper = &*stopper;
         let sb = options.sandbox;
+        let modules = crate::packages::vmenv::for_embedded(options)?
+            .map(|(env, paths)| Box::new(UnsafeCell::new(require::Modules::new(env, &paths))));
+        let mod_ptr = modules.as_ref().map(|m| m.get());
         let mut main = std::ptr::null_mut();
         let mut tostring_ref = 0;
         // SAFETY: `capture` and `stopper` are owned by the returned VM and dropped after `lua`.
@@ -94,6 +101,11 @@ impl EmbeddedVm {
             lua.exec_raw::<()>((), |l| {
                 main = l;
                 sandbox::install(l, sb, cap_ptr, &*stop_ptr);
+                if let Some(m) = mod_ptr {
+                    ffi::lua_rawgeti(l, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_GLOBALS);
+                    require::install(l, ffi::lua_gettop(l), sb, m);
+                    ffi::lua_pop(l, 1);
+                }
                 ffi::lua_getglobal(l, c"tostring".as_ptr());
                 tostring_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
             })
@@ -114,6 +126,7 @@ impl EmbeddedVm {
             capture,
             stopper,
             memory_limit: options.memory_limit,
+            _modules: modules,
         })
     }
 

@@ -641,8 +641,12 @@ impl Broker {
                 }
             }
         }
-        if ch.eof() && c.stdout.len() < CHANNEL_BUFFER && c.stderr.len() < CHANNEL_BUFFER {
-            // Exit status and signal arrive before the channel's close.
+        // The exit status and signal arrive before the channel's close, which may come
+        // after the end of its output: until the close, a fast command's status would
+        // read as 0.
+        let drained =
+            ch.eof() && c.stdout.len() < CHANNEL_BUFFER && c.stderr.len() < CHANNEL_BUFFER;
+        if drained && !matches!(ch.wait_close(), Err(e) if would_block(&e)) {
             let code = ch.exit_status().ok();
             let signal = ch.exit_signal().ok().and_then(|s| s.exit_signal);
             let code = if signal.is_some() { None } else { code };

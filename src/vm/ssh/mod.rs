@@ -32,9 +32,12 @@ pub fn new(options: &VmOptions) -> Result<SshVm> {
         .clone()
         .ok_or_else(|| Error::invalid("an ssh VM needs the options host and username"))?;
     let transport =
-        transport::SshTransport::new(Arc::new(ssh), &options.lua_executable, options.memory_limit)?;
-    Ok(AgentBackend {
+        transport::SshTransport::new(Arc::new(ssh), &options.lua_executable, options.memory_limit)?
+            .with_env(options.env.clone());
+    let vm = AgentBackend {
         vm: AgentVm::new(transport, "ssh", options)?,
         lua_executable: options.lua_executable.clone(),
-    })
+    };
+    crate::packages::vmenv::check_remote(&vm)?;
+    Ok(vm)
 }

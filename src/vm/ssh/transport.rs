@@ -68,6 +68,10 @@ pub struct SshTransport {
     err: Vec<u8>,
     /// Why the last call could not reach the interpreter (a status, not a result).
     broken: Option<Error>,
+    /// The package environment on the host (the VM option `env`), and what it gives the
+    /// interpreter once read there.
+    env: Option<String>,
+    modules: Option<crate::packages::remote::RemoteModules>,
 }
 
 fn connection_lost(target: &str, why: &str) -> Error {
@@ -149,7 +153,21 @@ impl SshTransport {
             out: Vec::new(),
             err: Vec::new(),
             broken: None,
+            env: None,
+            modules: None,
         })
+    }
+
+    /// The VM uses the package environment `env` on the host (its module paths; its
+    /// interpreter unless `lua_executable` names another than the default `lua`).
+    pub fn with_env(mut self, env: Option<String>) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// The environment as read on the host (after the first start).
+    pub fn modules(&self) -> Option<&crate::packages::remote::RemoteModules> {
+        self.modules.as_ref()
     }
 
     /// The connection in use (for `info`).
@@ -232,6 +250,36 @@ impl SshTransport {
     }
 }
 
+impl SshTransport {
+    /// The interpreter (quoted) and the quoted `K=V` words of the package environment.
+    fn remote_env(&mut self, conn: &Arc<Connection>, lua: String) -> Result<(String, String)> {
+        let Some(env) = &self.env else {
+            return Ok((lua, String::new()));
+        };
+        if self.modules.is_none() {
+            let r = crate::packages::remote::Remote::on(conn.clone(), self.opts.target());
+            self.modules = Some(r.module_env(env).map_err(Error::from)?);
+        }
+        let Some(m) = &self.modules else {
+            return Ok((lua, String::new()));
+        };
+        let lua = if self.lua_executable == "lua" {
+            quote(&m.interpreter)
+                .ok_or_else(|| Error::invalid("the interpreter holds a NUL byte"))?
+        } else {
+            lua
+        };
+        let mut words = String::new();
+        for (k, v) in &m.vars {
+            let w = quote(&format!("{k}={v}"))
+                .ok_or_else(|| Error::invalid("a module path holds a NUL byte"))?;
+            words.push(' ');
+            words.push_str(&w);
+        }
+        Ok((lua, words))
+    }
+}
+
 impl Transport for SshTransport {
     fn spawn(&mut self, bootstrap: &str) -> Result<()> {
         self.broken = None;
@@ -246,14 +294,15 @@ impl Transport for SshTransport {
                 "option 'lua_executable' must not hold a NUL byte",
             ));
         };
-        let command = format!(
-            "exec env BIOXEN_VM_PROCESS={} sh -c {script} sh {lua} {boot} {}",
-            self.tag, self.tag
-        );
         let mut attempts = 0;
         loop {
             attempts += 1;
             let conn = connect_with_retries(&self.opts)?;
+            let (lua, vars) = self.remote_env(&conn, lua.clone())?;
+            let command = format!(
+                "exec env BIOXEN_VM_PROCESS={}{vars} sh -c {script} sh {lua} {boot} {}",
+                self.tag, self.tag
+            );
             let chan = conn.open_channel(command.clone(), self.notify.clone())?;
             self.remote = Some(Remote {
                 conn: conn.clone(),

@@ -5,7 +5,7 @@ local M = {}
 
 -- compute(n): n squared, through the dependency.
 function M.compute(n)
-  return base.double(n) * n / 2
+  return math.floor(base.double(n) * n / 2)
 end
 
 -- analyze_sequence(seq): base counts and GC content of a DNA sequence.
