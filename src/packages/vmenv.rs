@@ -38,9 +38,14 @@ pub fn for_process(options: &VmOptions) -> Result<Option<ProcessEnv>> {
     }))
 }
 
-/// Checks that the interpreter that started runs the environment's Lua version (the
+/// Checks that the interpreter `vm` started runs the environment's Lua version (the
 /// agent reports `_VERSION`, e.g. "Lua 5.4").
-pub fn check_version(p: &ProcessEnv, running: &str) -> Result<()> {
+pub fn check_version(p: &ProcessEnv, vm: &dyn crate::vm::Backend) -> Result<()> {
+    let info = vm.info();
+    let running = info
+        .get("lua_version")
+        .and_then(|v| v.as_str())
+        .unwrap_or("");
     if running == format!("Lua {}", p.lua_version) {
         return Ok(());
     }
@@ -80,23 +85,14 @@ pub fn for_embedded(options: &VmOptions) -> Result<Option<(String, ModulePaths)>
 /// For `ssh` VMs: the interpreter that started on the host runs the remote environment's
 /// Lua version.
 pub fn check_remote(vm: &crate::vm::ssh::SshVm) -> Result<()> {
-    use crate::vm::Backend;
     let Some(m) = vm.vm.transport().modules() else {
         return Ok(());
     };
-    let running = vm
-        .info()
-        .get("lua_version")
-        .and_then(|v| v.as_str())
-        .unwrap_or("")
-        .to_string();
-    check_version(
-        &ProcessEnv {
-            exe: m.interpreter.clone(),
-            vars: Vec::new(),
-            lua_version: m.lua_version.clone(),
-            env: m.dir.clone(),
-        },
-        &running,
-    )
+    let p = ProcessEnv {
+        exe: m.interpreter.clone(),
+        vars: Vec::new(),
+        lua_version: m.lua_version.clone(),
+        env: m.dir.clone(),
+    };
+    check_version(&p, vm)
 }

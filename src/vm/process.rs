@@ -563,13 +563,7 @@ pub fn new(options: &VmOptions) -> Result<ProcessVm> {
         lua_executable: options.lua_executable.clone(),
     };
     if let Some(p) = &pkg {
-        let running = vm
-            .info()
-            .get("lua_version")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        crate::packages::vmenv::check_version(p, &running)?;
+        crate::packages::vmenv::check_version(p, &vm)?;
     }
     if options.networked {
         check_luasocket(&mut vm)?;
