@@ -77,7 +77,7 @@ class CffiBackend:
         atexit.register(self._free_into_slots)
         for c_name, fn in self.functions.items():
             kind, _restype, argtypes = SIGNATURES[c_name]
-            if kind not in ("raw", "callback"):
+            if kind not in ("raw", "callback", "json"):
                 # cffi wants ffi.NULL, not None, for a NULL `const char *`
                 nullable = frozenset(i for i, t in enumerate(argtypes) if t == "str")
                 setattr(self, short_name(c_name), self._wrap(kind, fn, nullable))

@@ -87,6 +87,7 @@ def _read(r: Result) -> Any:
 LOG_FN = ctypes.CFUNCTYPE(None, c_int32, c_char_p, c_char_p, c_void_p)
 OUTPUT_FN = ctypes.CFUNCTYPE(None, c_char_p, c_int32, c_void_p, c_size_t, c_void_p)
 JOB_FN = ctypes.CFUNCTYPE(None, c_uint64, c_int32, c_void_p)
+PROGRESS_FN = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
 
 #: abstract type of _signatures -> ctypes type
 CTYPES: Dict[str, Any] = {
@@ -114,6 +115,7 @@ CTYPES: Dict[str, Any] = {
     "log_fn": LOG_FN,
     "output_fn": OUTPUT_FN,
     "job_fn": JOB_FN,
+    "progress_fn": PROGRESS_FN,
 }
 
 
@@ -140,7 +142,7 @@ class CtypesBackend:
         atexit.register(self._free_into_slots)
         for c_name, fn in self.functions.items():
             kind = SIGNATURES[c_name][0]
-            if kind not in ("raw", "callback"):
+            if kind not in ("raw", "callback", "json"):
                 setattr(self, short_name(c_name), self._wrap(kind, fn))
         # The trampolines live as long as the backend (module-level in practice).
         self._log_cb = LOG_FN(guarded(lambda level, target, message, _ud: dispatch.on_log(

@@ -41,6 +41,13 @@ SESSION_STATE_ERROR = 34
 IO_THREAD_ERROR = 35
 VM_MANAGER_ERROR = 36
 PROCESS_REGISTRY_ERROR = 37
+PACKAGE_NOT_FOUND = 60
+DEPENDENCY_CONFLICT = 61
+LUAROCKS_NOT_FOUND = 62
+BUILD_FAILED = 63
+PACKAGE_ERROR = 64
+LOCKFILE_ERROR = 65
+ENVIRONMENT_ERROR = 66
 
 #: status -> exception class. Every status the C library defines is here.
 STATUS_EXCEPTIONS: Dict[int, Type[E.LuaVMError]] = {
@@ -78,6 +85,13 @@ STATUS_EXCEPTIONS: Dict[int, Type[E.LuaVMError]] = {
     IO_THREAD_ERROR: E.IOThreadError,
     VM_MANAGER_ERROR: E.VMManagerError,
     PROCESS_REGISTRY_ERROR: E.ProcessRegistryError,
+    PACKAGE_NOT_FOUND: E.PackageNotFoundError,
+    DEPENDENCY_CONFLICT: E.DependencyConflictError,
+    LUAROCKS_NOT_FOUND: E.LuaRocksNotFoundError,
+    BUILD_FAILED: E.BuildFailedError,
+    PACKAGE_ERROR: E.PackageError,
+    LOCKFILE_ERROR: E.LockfileError,
+    ENVIRONMENT_ERROR: E.PackageEnvironmentError,
 }
 
 _NAMES = {v: k for k, v in globals().items() if k.isupper() and isinstance(v, int)}

@@ -15,12 +15,14 @@ backend turns a Python call into a C call and back; every backend implements eac
   in flight, reused call after call) and returns the result as ``result`` does.
 * ``read``: ``bioxen_vm_manager_read_output``'s two outputs: ``bytes`` or ``None``.
 * ``callback``: takes a function pointer; each backend binds these by hand.
+* ``json``: a package function (a JSON request in, a ``bioxen_vm_bytes`` reply out that
+  also holds the error object on failure); :mod:`bioxen_vm.packages` calls these itself.
 
 Abstract C types: ``i32 u32 i64 u64 f64 size bool`` (values), ``str`` (``const char *``,
 NUL-terminated or NULL), ``buf`` (``const char *`` followed by its length), ``cstr``
 (returned ``const char *``), ``void``, ``void*``, pointers ``T*``, ``rbuf*``/``rbuf**``
 (``bioxen_vm_result_buffer``), ``view**`` (``const bioxen_vm_result **``), and the function
-pointer types ``log_fn output_fn job_fn``.
+pointer types ``log_fn output_fn job_fn progress_fn``.
 """
 
 from __future__ import annotations
@@ -115,6 +117,12 @@ SIGNATURES: Dict[str, Signature] = {
         "bytes", "i32", ["u64", "str", "buf", "size", "u64", "bytes*"]),
     "bioxen_vm_manager_shutdown_all": ("size", "i32", ["u64", "size*"]),
     "bioxen_vm_manager_list_persistent_vms": ("bytes", "i32", ["u64", "bytes*"]),
+    # package environments
+    **{f"bioxen_vm_packages_{op}": ("json", "i32", ["str", "bytes*"]) for op in (
+        "create", "open", "environments", "remove_env", "list", "show", "search", "lock",
+        "health", "profiles")},
+    **{f"bioxen_vm_packages_{op}": ("json", "i32", ["str", "progress_fn", "void*", "bytes*"])
+       for op in ("install", "remove", "sync", "bootstrap")},
 }
 
 PREFIX = "bioxen_vm_"

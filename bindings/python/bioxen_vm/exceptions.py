@@ -35,6 +35,12 @@ VM_ALREADY_EXISTS      (:class:`VMManagerError` kinds that are also ``ValueError
 FILE_NOT_FOUND         :class:`ScriptNotFoundError` (also a ``FileNotFoundError``, which
                        the original raised: "Lua script not found: …")
 20 ... 37              the original class of the same name
+60 ... 66              the package layer's classes (:class:`PackageError` kinds:
+                       :class:`PackageNotFoundError`, :class:`DependencyConflictError`,
+                       :class:`LuaRocksNotFoundError`, :class:`BuildFailedError`,
+                       :class:`LockfileError`, :class:`PackageEnvironmentError`), with
+                       the details of the failure as attributes (``details``,
+                       ``exit_status``, ``stderr``, ``stdout``, ``kind``)
 =====================  ==========================================================
 
 Why ``VMTimeoutError`` derives from ``LuaProcessError``: the original declared
@@ -78,6 +84,13 @@ __all__ = [
     "VMMemoryLimitError",
     "VMPoisonedError",
     "BioxenVMInternalError",
+    "PackageError",
+    "PackageNotFoundError",
+    "DependencyConflictError",
+    "LuaRocksNotFoundError",
+    "BuildFailedError",
+    "LockfileError",
+    "PackageEnvironmentError",
     "JobCancelledError",
     "WaitTimeoutError",
     "VMNotFoundError",
@@ -229,3 +242,56 @@ class VMAlreadyExistsError(VMManagerError, ValueError):
 
 class ScriptNotFoundError(LuaVMError, FileNotFoundError):
     """The Lua script does not exist ("Lua script not found: …"); a FileNotFoundError."""
+
+
+# --- the package layer (bioxen_vm.packages) ---------------------------------------------
+
+
+class PackageError(LuaVMError):
+    """A package operation failed (PACKAGE_ERROR and the kinds below). ``details`` is the
+    library's error object: ``kind`` and, where they apply, luarocks' ``exit_status``,
+    ``stdout`` and ``stderr``, the ``rock``, the unmet ``constraint`` and the ``available``
+    versions; the common ones are also attributes."""
+
+    details: dict = {}
+
+    @property
+    def kind(self) -> Optional[str]:
+        return self.details.get("kind")
+
+    @property
+    def exit_status(self) -> Optional[int]:
+        return self.details.get("exit_status")
+
+    @property
+    def stderr(self) -> Optional[str]:
+        return self.details.get("stderr")
+
+    @property
+    def stdout(self) -> Optional[str]:
+        return self.details.get("stdout")
+
+
+class PackageNotFoundError(PackageError):
+    """No server of the environment has the rock (or a version meeting the constraint)."""
+
+
+class DependencyConflictError(PackageError):
+    """A dependency cannot be met (``details["constraint"]``, ``details["available"]``),
+    or removing a rock would break others (``details["dependents"]``)."""
+
+
+class LuaRocksNotFoundError(PackageError):
+    """luarocks is not installed (here, or on the environment's SSH host)."""
+
+
+class BuildFailedError(PackageError):
+    """Building a rock failed (compiler or Lua headers missing, a broken rockspec)."""
+
+
+class LockfileError(PackageError):
+    """A lockfile cannot be read or reproduced."""
+
+
+class PackageEnvironmentError(PackageError):
+    """An environment does not exist, exists already, or is not usable as asked."""

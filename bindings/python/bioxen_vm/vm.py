@@ -71,7 +71,9 @@ class LuaProcess:
     ``LuaProcess(name="LuaVM", lua_executable="lua", debug_mode=False)`` as the original;
     keyword-only extras are passed to the VM as options: ``sandbox`` (``"default"`` or
     ``"trusted"``), ``memory_limit`` (bytes), ``timeout`` (seconds, the default limit of each
-    execution), ``max_output``, ``chunk_cache``, ``vm_type``. ``lua_executable`` is kept for
+    execution), ``max_output``, ``chunk_cache``, ``vm_type``, ``env`` (a package environment:
+    a :class:`bioxen_vm.packages.Environment`, a name or a path; ``require`` then finds its
+    modules only). ``lua_executable`` is kept for
     compatibility: the VM embeds Lua 5.4 and never runs an interpreter.
 
     Close it with :meth:`close` (or a ``with`` block); it is also freed when garbage
@@ -85,7 +87,7 @@ class LuaProcess:
                  debug_mode: bool = False, *, sandbox: Optional[str] = None,
                  memory_limit: Optional[int] = None, timeout: Optional[float] = None,
                  max_output: Optional[int] = None, chunk_cache: Optional[int] = None,
-                 vm_type: str = "basic") -> None:
+                 vm_type: str = "basic", env: Any = None) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         if not isinstance(lua_executable, str):
@@ -100,7 +102,8 @@ class LuaProcess:
             "lua_executable": lua_executable, "debug_mode": self.debug_mode or None,
             "sandbox": sandbox, "memory_limit": memory_limit, "timeout": timeout,
             "max_output": max_output, "chunk_cache": chunk_cache,
-            "vm_type": None if vm_type == "basic" else vm_type})
+            "vm_type": None if vm_type == "basic" else vm_type,
+            "env": None if env is None else os.fspath(env)})
         handle = backend.new(options)
         self._handle = handle
         self._free = own(self, backend.free, handle)

@@ -22,11 +22,13 @@ module                                         names
 ``.logger``                                    ``VMLogger``, ``get_logger``, ...
 ``.xcp_ng_integration``, ``.xapi_client``,     ``XCPngVM``, ``XAPIClient``,
 ``.ssh_session``                               ``SSHSessionManager`` (not available yet)
-``.utils``, ``.utils.curator``, ``.env``,      the package layer (not available yet)
-``.package_manager``, ``.cli``, ``.cli_main``
+``.utils``, ``.utils.curator``, ``.env``,      the package layer: ``Curator``,
+``.package_manager``                           ``PackageInstaller``, ``EnvironmentManager``,
+                                               ... on :mod:`bioxen_vm.packages`
+``.cli``, ``.cli_main``                        (not available)
 =============================================  ============================================
 
-What bioxen_vm does not serve yet (XCP-ng VMs, SSH, the Curator/package layer, the CLI)
+What bioxen_vm does not serve yet (XCP-ng VMs, SSH sessions, the CLI)
 imports fine and raises :class:`~pylua_bioxen_vm_lib.exceptions.NotAvailableError` (a
 ``LuaVMError`` and ``NotImplementedError``) naming what is missing when it is used.
 Importing prints nothing and writes no file.

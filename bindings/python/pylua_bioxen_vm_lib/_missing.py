@@ -14,8 +14,8 @@ _WHY = {
     "ssh": "SSH sessions (the 'ssh' VM kind) are not built in this version of bioxen_vm",
     "xapi": "the XAPI client of XCP-ng VMs (vm_type='xcpng') is not built in this version of "
             "bioxen_vm",
-    "packages": "the package layer (Curator, EnvironmentManager, luarocks installs) is not "
-                "built in this version of bioxen_vm",
+    "packages": "the specification only names it, without behaviour; bioxen_vm.packages "
+                "manages environments, servers and dependencies",
     "cli": "the original's command-line interface never worked (cli.py is cut off mid-line, "
            "bioxen-luavm imports a module its wheel lacks) and is not provided by bioxen_vm",
 }

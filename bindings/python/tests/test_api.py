@@ -76,7 +76,7 @@ C_SPELLING = {
     "rbuf*": "struct bioxen_vm_result_buffer *", "rbuf**": "struct bioxen_vm_result_buffer **",
     "view**": "const struct bioxen_vm_result **",
     "log_fn": "bioxen_vm_log_fn", "output_fn": "bioxen_vm_output_fn",
-    "job_fn": "bioxen_vm_job_callback",
+    "job_fn": "bioxen_vm_job_callback", "progress_fn": "bioxen_vm_packages_progress_fn",
 }
 
 
@@ -132,7 +132,7 @@ def test_ctypes_declares_argtypes_and_restype_for_every_function():
         assert fn.argtypes is not None and list(fn.argtypes) == [CTYPES[a] for a in argtypes]
         assert fn.restype is CTYPES[restype] or (restype == "void" and fn.restype is None)
     for name, (kind, _r, _a) in SIGNATURES.items():
-        if kind not in ("raw", "callback"):
+        if kind not in ("raw", "callback", "json"):
             assert callable(getattr(backend, short_name(name)))
     from bioxen_vm._backend_ctypes import Bytes, Result
 
@@ -155,6 +155,7 @@ def test_cffi_types_match_the_table():
         "log_fn": "void(*)(int32_t, char *, char *, void *)",
         "output_fn": "void(*)(char *, int32_t, char *, size_t, void *)",
         "job_fn": "void(*)(uint64_t, int32_t, void *)",
+        "progress_fn": "void(*)(char *, void *)",
     }
     backend = CffiBackend(bioxen_vm.LIBRARY_PATH, _native.Dispatch(), HEADER)
     ffi = backend.ffi

@@ -118,6 +118,13 @@ EXPECTED = {
     "IO_THREAD_ERROR": (E.IOThreadError, E.InteractiveSessionError),
     "VM_MANAGER_ERROR": (E.VMManagerError, E.LuaVMError),
     "PROCESS_REGISTRY_ERROR": (E.ProcessRegistryError, E.VMManagerError),
+    "PACKAGE_NOT_FOUND": (E.PackageNotFoundError, E.PackageError),
+    "DEPENDENCY_CONFLICT": (E.DependencyConflictError, E.PackageError),
+    "LUAROCKS_NOT_FOUND": (E.LuaRocksNotFoundError, E.PackageError),
+    "BUILD_FAILED": (E.BuildFailedError, E.PackageError),
+    "PACKAGE_ERROR": (E.PackageError, E.LuaVMError),
+    "LOCKFILE_ERROR": (E.LockfileError, E.PackageError),
+    "ENVIRONMENT_ERROR": (E.PackageEnvironmentError, E.PackageError),
 }
 
 
