@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------------------
-packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.4-dev lua-socket libssl-dev zlib1g-dev openssh-server openssh-client python3 python3-venv python3-dev)
+# luarocks and Debian's lua-* modules: the package tests build local rocks servers from
+# tests/rocks and from these (nothing is fetched from a rocks server).
+packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.1-0-dev liblua5.4-dev lua-socket libssl-dev zlib1g-dev openssh-server openssh-client python3 python3-venv python3-dev luarocks lua-cjson lua-filesystem lua-inspect lua-penlight lua-lpeg)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

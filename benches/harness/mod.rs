@@ -559,3 +559,34 @@ pub fn row(op: &str, lib: Stats, anchor_label: &str, anchor: Stats, target_ns: O
         other: String::new(),
     }
 }
+
+/// A bench's whole `main`: parses the options, runs the sections, and reports under a head
+/// naming `what` (e.g. "package-environment") and `setting` (what the anchors run on).
+#[allow(dead_code)]
+pub fn bench_main(sections: &[(&str, Section)], what: &str, setting: &str, headers: &[&str; 7]) {
+    let Opts {
+        markdown,
+        only,
+        quick,
+        no_wait,
+    } = parse_opts(sections, |_| {});
+    let cx = Ctx { quick };
+    let started = utc_now();
+    let wall = Instant::now();
+    let run = run_sections(&cx, sections, only.as_deref(), no_wait);
+    let mut head = String::new();
+    let _ = writeln!(
+        head,
+        "bioxen_vm {what} benchmarks ({}) — {started}, {}; {setting}",
+        if quick { "QUICK run" } else { "full run" },
+        cpu_model(),
+    );
+    let _ = writeln!(
+        head,
+        "highest other-process CPU share in a section: {:.1}% of the machine; sections started on a busy machine: {}; run took {:.0} s",
+        run.max_other * 100.0,
+        run.busy_text(no_wait),
+        wall.elapsed().as_secs_f64()
+    );
+    report(&head, String::new(), &run, headers, markdown.as_deref());
+}
