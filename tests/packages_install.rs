@@ -141,6 +141,9 @@ fn missing_rocks_and_versions_are_typed_errors() {
         "{}",
         f.detail
     );
+    // Only the named server was asked: nothing fell back to a server over the network.
+    let said = format!("{}{}", f.detail["stdout"], f.detail["stderr"]);
+    assert!(!said.contains("http"), "{said}");
     // Nothing was installed.
     assert_eq!(ok("list", &json!({ "env": env })), json!([]));
 }

@@ -21,20 +21,30 @@ fn try_vm(options: &str) -> Result<TestVm, (String, String)> {
     }
 }
 
+static SHARED_DIR: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+extern "C" fn remove_shared_env() {
+    if let Some(d) = SHARED_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
 /// One environment for the whole binary: bio_compute (with bxt-base), bxt-needs-c (with
-/// the C module bxt-cmod), bxt-mid.
+/// the C module bxt-cmod), bxt-mid. Removed when the binary exits.
 fn shared_env() -> &'static str {
-    static ENV: OnceLock<(Scratch, String)> = OnceLock::new();
-    &ENV.get_or_init(|| {
-        let s = Scratch::new("vms");
+    static ENV: OnceLock<String> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let s = std::mem::ManuallyDrop::new(Scratch::new("vms"));
         let env = s.path("env");
+        let _ = SHARED_DIR.set(s.dir.clone());
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(remove_shared_env) };
         create_env(&env, &[&main_server()], &s.path("cache"));
         for rock in ["bio_compute", "bxt-needs-c", "bxt-mid"] {
             ok("install", &json!({ "env": env, "rock": rock }));
         }
-        (s, env)
+        env
     })
-    .1
 }
 
 fn opts(extra: serde_json::Value) -> String {
@@ -244,8 +254,7 @@ fn an_environment_with_system_modules_adds_them_after_its_own() {
 }
 
 fn rig() -> &'static Sshd {
-    static RIG: OnceLock<Sshd> = OnceLock::new();
-    RIG.get_or_init(|| Sshd::start(""))
+    common::sshd::shared()
 }
 
 fn ssh_members(rig: &Sshd) -> serde_json::Value {
