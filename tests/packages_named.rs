@@ -67,5 +67,4 @@ fn named_environments_live_under_the_data_directory() {
         "INVALID_ARGUMENT",
     );
     fails("open", &json!({ "env": "no such" }), "INVALID_ARGUMENT");
-    std::env::remove_var("BIOXEN_VM_DATA_DIR");
 }

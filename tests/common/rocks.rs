@@ -127,8 +127,34 @@ unsafe extern "C" fn collect(event: *const c_char, ud: *mut c_void) {
     events.push(serde_json::from_str(&text).expect("progress events are JSON"));
 }
 
+static DATA_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+extern "C" fn remove_data_dir() {
+    if let Some(d) = DATA_DIR.get() {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// Points the data directory (named environments, the default shared cache) into a
+/// scratch directory of this test binary, removed at exit, unless the binary chose one:
+/// no test writes under the caller's HOME.
+fn isolate_data_dir() {
+    DATA_DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("BIOXEN_VM_DATA_DIR") {
+            return PathBuf::from(d);
+        }
+        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("bioxen-pkgdata-{}", std::process::id()));
+        std::env::set_var("BIOXEN_VM_DATA_DIR", &d);
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(remove_data_dir) };
+        d
+    });
+}
+
 /// Calls `bioxen_vm_packages_<op>` with `req`; `events` collects progress events.
 pub fn pkg_events(op: &str, req: &Value, events: &mut Vec<Value>) -> Result<Value, Failure> {
+    isolate_data_dir();
     let text = c(&req.to_string());
     let mut out = bioxen_vm_bytes {
         data: std::ptr::null_mut(),

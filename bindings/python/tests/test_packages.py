@@ -20,6 +20,15 @@ from bioxen_vm.exceptions import (BioxenVMValueError, BuildFailedError,
 from rocks_server import main_server, servers
 
 
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, monkeypatch):
+    """Named environments and the default shared cache go to a temporary data directory,
+    never under HOME; no environment is active."""
+    monkeypatch.setenv("BIOXEN_VM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("BIOXEN_VM_ENV", raising=False)
+    monkeypatch.delenv("BIOXEN_VM_ROCKS_SERVERS", raising=False)
+
+
 @pytest.fixture
 def env(tmp_path):
     return packages.Environment.create(path=tmp_path / "env", servers=[main_server()],

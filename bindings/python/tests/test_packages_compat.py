@@ -22,6 +22,15 @@ from pylua_bioxen_vm_lib.utils.curator import (Curator, Package, PackageInstalle
 from rocks_server import main_server
 
 
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, monkeypatch):
+    """Named environments and the default shared cache go to a temporary data directory,
+    never under HOME; no environment is active."""
+    monkeypatch.setenv("BIOXEN_VM_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("BIOXEN_VM_ENV", raising=False)
+    monkeypatch.delenv("BIOXEN_VM_ROCKS_SERVERS", raising=False)
+
+
 @pytest.fixture
 def envpath(tmp_path):
     return str(tmp_path / "env")
