@@ -73,6 +73,33 @@ fn a_constraint_chooses_the_highest_matching_version() {
 }
 
 #[test]
+fn a_constraint_on_servers_whose_manifest_cannot_be_read_asks_luarocks() {
+    // The first server's manifest cannot be read (as an https:// one is not): the versions
+    // come from `luarocks search`, and the constraint still holds.
+    let s = Scratch::new("constraint-search");
+    let env = s.path("env");
+    create_env(
+        &env,
+        &[&s.path("unreadable"), &main_server()],
+        &s.path("cache"),
+    );
+    let mut ev = Vec::new();
+    let r = pkg_events(
+        "install",
+        &json!({ "env": env, "rock": "bxt-base", "version": ">= 1.0, < 2.0" }),
+        &mut ev,
+    )
+    .unwrap();
+    assert_eq!(r["version"], "1.0-1");
+    let f = fails(
+        "install",
+        &json!({ "env": env, "rock": "bxt-base", "version": ">= 7" }),
+        "PACKAGE_NOT_FOUND",
+    );
+    assert_eq!(f.detail["available"], json!(["2.0-1", "1.0-1"]));
+}
+
+#[test]
 fn a_c_rock_is_compiled_and_loads() {
     let s = Scratch::new("crock");
     let env = s.path("env");

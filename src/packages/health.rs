@@ -74,25 +74,24 @@ pub fn health(env: &Environment) -> PResult<Value> {
     let mut checks = Map::new();
     let v = &env.meta.lua_version;
     // luarocks
-    let lr = match luarocks::base_argv(env) {
-        Ok(argv) => match Command::new(&argv[0])
-            .args(&argv[1..])
-            .arg("--version")
-            .env("HOME", env.home())
-            .stdin(Stdio::null())
-            .output()
-        {
-            Ok(o) if o.status.success() => {
-                let mut c = check(true, first_line(&o.stdout));
-                c.insert("command".into(), argv.into());
-                c
-            }
-            Ok(o) => check(
-                false,
-                format!("luarocks --version failed: {}", first_line(&o.stderr)),
+    let lr = match luarocks::run(
+        env,
+        &["--version".to_string()],
+        crate::deadline::Deadline::after(Some(Duration::from_secs(30))),
+        None,
+    ) {
+        Ok(o) if o.status == Some(0) => {
+            let mut c = check(true, first_line(o.stdout.as_bytes()));
+            c.insert("command".into(), o.argv.into());
+            c
+        }
+        Ok(o) => check(
+            false,
+            format!(
+                "luarocks --version failed: {}",
+                first_line(o.stderr.as_bytes())
             ),
-            Err(e) => check(false, format!("cannot run luarocks: {e}")),
-        },
+        ),
         Err(e) => check(false, e.message),
     };
     checks.insert("luarocks".into(), lr.into());

@@ -296,9 +296,15 @@ pub fn install(
     let _lock = flock::lock(&env.lock_path(), true, o.deadline)?;
     progress::step(progress, "resolve", Some(&name), None);
     let indexes = index::read_all(&servers, &env.meta.lua_version, INDEX_TIMEOUT);
-    let (avail, complete) = index::versions_of(&indexes, &name);
+    let (mut avail, complete) = index::versions_of(&indexes, &name);
+    if !complete && !cons.is_any() && cons.exact().is_none() {
+        // luarocks' command line takes a version, not a constraint: ask luarocks what the
+        // servers this layer cannot read have, and choose from all of it.
+        avail.extend(luarocks::search_versions(env, &name, o.deadline)?);
+        avail = version::sorted_desc(avail);
+    }
     let target = version::best(avail.iter().map(String::as_str), &cons).map(str::to_string);
-    if target.is_none() && complete {
+    if target.is_none() && (complete || (!cons.is_any() && cons.exact().is_none())) {
         return Err(no_match(&name, &cons, &avail, &indexes));
     }
     let mut manifest = TreeManifest::load(env)?;

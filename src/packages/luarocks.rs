@@ -288,6 +288,33 @@ pub fn with_output(e: PkgError, o: &RunOutput) -> PkgError {
     .with("command", o.argv.clone())
 }
 
+/// The versions of `name` in `luarocks search --porcelain` output (`name TAB version TAB
+/// arch TAB server` lines), highest first.
+pub fn porcelain_versions(stdout: &str, name: &str) -> Vec<String> {
+    let versions = stdout
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (n, v) = (f.next()?, f.next()?);
+            n.eq_ignore_ascii_case(name).then(|| v.to_string())
+        })
+        .collect();
+    super::version::sorted_desc(versions)
+}
+
+/// The versions of `name` the environment's servers have, as luarocks itself finds them
+/// (for servers whose manifests this layer does not read, such as https:// ones).
+pub fn search_versions(env: &Environment, name: &str, deadline: Deadline) -> PResult<Vec<String>> {
+    let mut args = vec!["search".to_string(), "--porcelain".to_string()];
+    args.extend(server_args(env)?);
+    args.push(name.to_string());
+    let o = run(env, &args, deadline, None)?;
+    if o.status != Some(0) {
+        return Err(failure(&o, &format!("searching {name}")));
+    }
+    Ok(porcelain_versions(&o.stdout, name))
+}
+
 /// The last `Error: ...` line luarocks printed (its own summary of what failed).
 pub fn error_line(stderr: &str) -> Option<&str> {
     stderr
@@ -347,7 +374,9 @@ pub fn failure(o: &RunOutput, what: &str) -> PkgError {
         PkgError::new(
             St::BuildFailed,
             "missing_headers",
-            format!("{what}: the Lua headers are missing (install liblua{}-dev or set lua_incdir) (exit status {code}): {summary}", "5.x"),
+            format!(
+                "{what}: the Lua headers are missing (install liblua5.x-dev for the environment's Lua, or set lua_incdir) (exit status {code}): {summary}"
+            ),
         )
     } else if err.contains("Build error")
         || err.contains("Failed compiling")

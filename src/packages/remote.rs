@@ -308,16 +308,7 @@ impl Remote {
                 &format!("searching {name} on {}", self.target),
             ));
         }
-        let versions = o
-            .stdout
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split('\t');
-                let (n, v) = (f.next()?, f.next()?);
-                (n.eq_ignore_ascii_case(name)).then(|| v.to_string())
-            })
-            .collect();
-        Ok(version::sorted_desc(versions))
+        Ok(luarocks::porcelain_versions(&o.stdout, name))
     }
 
     /// Installs `name` (meeting `constraint`) into `env` on the host.
