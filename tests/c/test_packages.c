@@ -251,16 +251,20 @@ static void test_remote(void)
              "{\"host\": \"127.0.0.1\", \"port\": %s, \"username\": \"bxuser\", \"key_file\": \"%s/client_ed25519\", "
              "\"known_hosts\": \"%s\", \"use_agent\": false}",
              port, rig, known);
+    /* The rig serves several runs of this program (plain, then under valgrind): a name of
+       this run's own. */
+    char name[64];
+    snprintf(name, sizeof name, "cremote-%ld", (long)getpid());
     bioxen_vm_bytes out = {0};
-    CHECK_OK(bioxen_vm_packages_create(req("{\"ssh\": %s, \"name\": \"cremote\", \"servers\": [\"%s\"]}", ssh, server),
-                                       &out));
+    CHECK_OK(bioxen_vm_packages_create(
+        req("{\"ssh\": %s, \"name\": \"%s\", \"servers\": [\"%s\"]}", ssh, name, server), &out));
     bioxen_vm_bytes_free(&out);
-    CHECK_OK(bioxen_vm_packages_install(req("{\"ssh\": %s, \"env\": \"cremote\", \"rock\": \"bxt-base\"}", ssh), NULL,
-                                        NULL, &out));
+    CHECK_OK(bioxen_vm_packages_install(req("{\"ssh\": %s, \"env\": \"%s\", \"rock\": \"bxt-base\"}", ssh, name),
+                                        NULL, NULL, &out));
     CHECK_CONTAINS(out.data, "\"exit_status\":0");
     bioxen_vm_bytes_free(&out);
-    CHECK_ERROR(bioxen_vm_packages_install(req("{\"ssh\": %s, \"env\": \"cremote\", \"rock\": \"no-such\"}", ssh), NULL,
-                                           NULL, &out),
+    CHECK_ERROR(bioxen_vm_packages_install(req("{\"ssh\": %s, \"env\": \"%s\", \"rock\": \"no-such\"}", ssh, name),
+                                           NULL, NULL, &out),
                 BIOXEN_VM_STATUS_PACKAGE_NOT_FOUND, "no-such");
     CHECK_CONTAINS(out.data, "\"exit_status\":1");
     bioxen_vm_bytes_free(&out);
