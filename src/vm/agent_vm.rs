@@ -41,6 +41,8 @@ const QUIT_GRACE: Duration = Duration::from_millis(200);
 struct AgentStopper {
     state: Mutex<StopState>,
     waker: Waker,
+    /// Random bytes for request tokens, drawn from the system 4 KiB at a time.
+    tokens: agent::TokenSource,
 }
 
 #[derive(Default)]
@@ -48,6 +50,8 @@ struct StopState {
     active: bool,
     epoch: u64,
     reason: Option<StopReason>,
+    /// The waker was fired for this request (and must be cleared at its end).
+    woken: bool,
 }
 
 impl AgentStopper {
@@ -62,7 +66,9 @@ impl AgentStopper {
     fn end(&self) -> Option<StopReason> {
         let mut s = self.state.lock();
         s.active = false;
-        self.waker.clear();
+        if std::mem::take(&mut s.woken) {
+            self.waker.clear();
+        }
         s.reason.take()
     }
 
@@ -78,6 +84,7 @@ impl Stopper for AgentStopper {
             return false;
         }
         s.reason.get_or_insert(reason);
+        s.woken = true;
         self.waker.wake();
         true
     }
@@ -177,6 +184,7 @@ impl<T: Transport> AgentVm<T> {
             stopper: Arc::new(AgentStopper {
                 state: Mutex::new(StopState::default()),
                 waker,
+                tokens: agent::TokenSource::default(),
             }),
             decoder: Decoder::new(),
             inbox: Vec::with_capacity(64 << 10),
@@ -363,9 +371,9 @@ impl<T: Transport> AgentVm<T> {
             self.restarts += 1;
         }
         self.capture.clear();
-        // Raw output that arrived since the last call belongs to this one.
-        self.sync_raw();
-        let token = agent::new_token();
+        // Raw output that arrived since the last call joins this call's output at its
+        // first sync point.
+        let token = self.stopper.tokens.next();
         self.request.clear();
         req.encode(&mut self.request, &token, self.max_output);
         let request = std::mem::take(&mut self.request);
