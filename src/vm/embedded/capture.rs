@@ -20,7 +20,7 @@ pub struct Capture {
 }
 
 /// Buffer capacity kept between executions; larger buffers are released.
-const KEEP_CAPACITY: usize = 64 << 10;
+pub const KEEP_CAPACITY: usize = 64 << 10;
 
 /// A copy of `bytes` whose capacity leaves room for one more byte (the C side's NUL), so
 /// handing it to C needs no reallocation.
