@@ -237,8 +237,8 @@ const STRING_ESCAPES: &[Escape] = &[
         "return utf8.offset(S, #S)",
     ),
     esc(
-        "utf8.codes over 256 MiB of continuation bytes",
-        "S = 'a' .. string.rep('\\x80', 1 << 26) S = S .. S .. S .. S",
+        "utf8.codes over 384 MiB of continuation bytes",
+        "R = string.rep('\\x80', 1 << 26) S = 'a' .. R .. R .. R .. R .. R .. R R = nil",
         "local f = utf8.codes('a', true) return f(S, 1)",
     ),
     esc(
@@ -267,16 +267,11 @@ const LOAD_ESCAPES: &[Escape] = &[
         "S = string.rep('a = 1 ', 1 << 23) S = S .. S .. S .. S",
         "local done return load(function() if done then return nil end done = true return S end) ~= nil",
     ),
+    // Ten full collections of three million tables inside one C call (gsub).
     esc(
         "collectgarbage of three million tables",
         "T = {} for i = 1, 3000000 do T[i] = {} end",
-        "collectgarbage() collectgarbage() return 1",
-    ),
-    esc(
-        "collectgarbage step of a terabyte",
-        "T = {} for i = 1, 3000000 do T[i] = {} end",
-        "collectgarbage('step', 1 << 30) collectgarbage('step', 1 << 30) \
-         collectgarbage('step', 1 << 30) return 1",
+        "return (string.gsub(string.rep('collect ', 10), '%a+', collectgarbage))",
     ),
     esc(
         "a traceback over two million globals",
