@@ -21,6 +21,9 @@ use mlua::{ffi, Lua};
 use serde_json::Value as Json;
 use std::os::raw::{c_char, c_int, c_void};
 
+// Not part of the C API (the header generator skips them).
+#[allow(unused_doc_comments)]
+/// cbindgen:ignore
 extern "C-unwind" {
     // lload_stop.c and ltraceback.c.
     fn bxvm_loadbufferx(

@@ -57,6 +57,7 @@ impl Capture {
         }
     }
 
+    #[inline]
     pub fn push(&mut self, stream: ffi::lua_Integer, bytes: &[u8]) {
         let buf = if stream == STDERR {
             &mut self.stderr

@@ -252,7 +252,35 @@ impl EmbeddedVm {
     /// Fills `out` with the outcome of a stop window. A stop that arrived while the code
     /// ran decides the outcome, even if the chunk then returned: a `pcall` in tail position
     /// can swallow the stop error with no instruction left to run for the hook.
+    #[inline(always)]
     fn finish(
+        &mut self,
+        ran: Option<Result<Ended>>,
+        reason: Option<StopReason>,
+        timeout: Option<Duration>,
+        started: clock::Stamp,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
+        if let (Some(Ok(Ended::Returned)), None) = (&ran, reason) {
+            let cap = self.capture.get_mut();
+            out.success = true;
+            out.return_code = 0;
+            copy_into(&mut out.stdout, &cap.stdout);
+            copy_into(&mut out.stderr, &cap.stderr);
+            copy_into(&mut out.values_json, &self.values_json);
+            out.error = None;
+            out.output_dropped = cap.dropped;
+            out.duration = clock::since(started);
+            self.reset_buffers();
+            return Ok(());
+        }
+        self.finish_otherwise(ran, reason, timeout, started, out)
+    }
+
+    /// `finish` for every outcome but a plain return.
+    #[cold]
+    #[inline(never)]
+    fn finish_otherwise(
         &mut self,
         ran: Option<Result<Ended>>,
         reason: Option<StopReason>,
@@ -276,19 +304,8 @@ impl EmbeddedVm {
                 self.reset_buffers();
                 Err(e)
             }
-            Ok(Ended::Returned) => {
-                let cap = self.capture.get_mut();
-                out.success = true;
-                out.return_code = 0;
-                copy_into(&mut out.stdout, &cap.stdout);
-                copy_into(&mut out.stderr, &cap.stderr);
-                copy_into(&mut out.values_json, &self.values_json);
-                out.error = None;
-                out.output_dropped = cap.dropped;
-                out.duration = clock::since(started);
-                self.reset_buffers();
-                Ok(())
-            }
+            // Handled by `finish`.
+            Ok(Ended::Returned) => Ok(()),
             Ok(Ended::TooLarge(over)) => {
                 let line = format!(
                     "bioxen_vm: the returned values do not fit in max_output ({} bytes) as JSON",
@@ -307,9 +324,13 @@ impl EmbeddedVm {
         }
     }
 
-    /// Empties the capture and gives back a large values buffer.
+    /// Gives back large buffers once an execution's outcome is out (the next execution
+    /// empties the small ones), so an idle VM holds no output.
     fn reset_buffers(&mut self) {
-        self.capture().clear();
+        let cap = self.capture.get_mut();
+        if cap.stdout.capacity() > KEEP_CAPACITY || cap.stderr.capacity() > KEEP_CAPACITY {
+            cap.clear();
+        }
         if self.values_json.capacity() > KEEP_CAPACITY {
             self.values_json = Vec::new();
         }

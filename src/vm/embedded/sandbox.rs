@@ -171,6 +171,9 @@ unsafe fn restrict_os(l: *mut ffi::lua_State, g: c_int) {
     ffi::lua_settop(l, g);
 }
 
+// Not part of the C API (the header generator skips them).
+#[allow(unused_doc_comments)]
+/// cbindgen:ignore
 extern "C-unwind" {
     // Lua 5.4.9's library functions with stop checks (lpattern.c and the *_stop.c files).
     fn bxvm_str_find(l: *mut ffi::lua_State) -> c_int;

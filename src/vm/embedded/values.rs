@@ -69,7 +69,8 @@ pub unsafe fn write_returned(
     json: &mut Vec<u8>,
     limit: usize,
 ) -> Converted {
-    let mut w = Writer::new(std::mem::take(json), limit);
+    json.clear();
+    let mut w = Writer::new(json, limit);
     w.byte(b'[');
     for i in first..=last {
         if i > first {
@@ -77,8 +78,8 @@ pub unsafe fn write_returned(
             w.byte(b',');
         }
         if ffi::lua_type(l, i) == ffi::LUA_TNUMBER && ffi::lua_isinteger(l, i) != 0 {
-            let mut digits = itoa_buf();
-            let text = integer_text(&mut digits, ffi::lua_tointegerx(l, i, std::ptr::null_mut()));
+            let mut digits = Digits::new();
+            let text = digits.of(ffi::lua_tointegerx(l, i, std::ptr::null_mut()));
             (*capture).push(STDOUT, text);
             w.push(text);
             continue;
@@ -93,20 +94,18 @@ pub unsafe fn write_returned(
     }
     (*capture).push(STDOUT, b"\n");
     w.byte(b']');
-    let outcome = if w.stopped {
+    if w.stopped {
         Converted::Stopped
     } else if w.over > 0 {
         Converted::TooLarge(w.over)
     } else {
         Converted::Fit
-    };
-    *json = w.out;
-    outcome
+    }
 }
 
 /// JSON text bounded by `limit` bytes.
-struct Writer {
-    out: Vec<u8>,
+struct Writer<'a> {
+    out: &'a mut Vec<u8>,
     limit: usize,
     /// Bytes that were past `limit` when the writer stopped (0 while everything fits).
     over: u64,
@@ -137,9 +136,8 @@ static ESCAPE: [u8; 256] = {
 
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
-impl Writer {
-    fn new(mut out: Vec<u8>, limit: usize) -> Self {
-        out.clear();
+impl<'a> Writer<'a> {
+    fn new(out: &'a mut Vec<u8>, limit: usize) -> Self {
         Writer {
             out,
             limit,
@@ -167,8 +165,13 @@ impl Writer {
         }
     }
 
+    #[inline]
     fn byte(&mut self, b: u8) {
-        self.push(&[b]);
+        if self.out.len() < self.limit && !self.done() {
+            self.out.push(b);
+        } else {
+            self.push(&[b]);
+        }
     }
 
     /// Counts one value; every `STOP_CHECK_NODES` values, looks at the stop flag.
@@ -236,8 +239,8 @@ impl Writer {
     }
 
     fn integer(&mut self, n: i64) {
-        let mut digits = itoa_buf();
-        self.push(integer_text(&mut digits, n));
+        let mut digits = Digits::new();
+        self.push(digits.of(n));
     }
 
     fn float(&mut self, n: f64) {
@@ -352,7 +355,8 @@ impl Writer {
     /// are written to a scratch buffer first (bounded by the room left), then in order.
     unsafe fn pairs(&mut self, l: *mut ffi::lua_State, idx: c_int) {
         let room = self.limit.saturating_sub(self.out.len());
-        let saved = std::mem::take(&mut self.out);
+        let mut scratch = Vec::new();
+        std::mem::swap(self.out, &mut scratch);
         let saved_limit = std::mem::replace(&mut self.limit, room);
         // (key start, key end = value start, value end) in the scratch buffer.
         let mut spans: Vec<(usize, usize, usize)> = Vec::new();
@@ -369,7 +373,7 @@ impl Writer {
                 break;
             }
         }
-        let scratch = std::mem::replace(&mut self.out, saved);
+        std::mem::swap(self.out, &mut scratch);
         self.limit = saved_limit;
         if self.done() {
             return;
@@ -640,17 +644,37 @@ impl Suspects {
     }
 }
 
-/// Room for the digits of any `i64`.
-fn itoa_buf() -> [u8; 24] {
-    [0u8; 24]
+/// The decimal digits of an integer (as Lua and serde_json write it), built from the end
+/// of a buffer that holds any `i64`.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
 }
 
-/// Decimal digits of an integer (serde_json's integer formatting, which is also Lua's).
-fn integer_text(buf: &mut [u8; 24], n: i64) -> &[u8] {
-    let mut cursor = std::io::Cursor::new(&mut buf[..]);
-    let _ = serde_json::to_writer(&mut cursor, &n);
-    let len = cursor.position() as usize;
-    &buf[..len]
+impl Digits {
+    fn new() -> Self {
+        Digits {
+            buf: [0; 20],
+            start: 20,
+        }
+    }
+
+    fn of(&mut self, n: i64) -> &[u8] {
+        let mut m = n.unsigned_abs();
+        loop {
+            self.start -= 1;
+            self.buf[self.start] = b'0' + (m % 10) as u8;
+            m /= 10;
+            if m == 0 {
+                break;
+            }
+        }
+        if n < 0 {
+            self.start -= 1;
+            self.buf[self.start] = b'-';
+        }
+        &self.buf[self.start..]
+    }
 }
 
 /// The bytes of the string at `idx` (which must be a string: no conversion happens).
@@ -679,11 +703,8 @@ unsafe fn write_plain(l: *mut ffi::lua_State, idx: c_int, out: &mut Vec<u8>) -> 
         }),
         ffi::LUA_TNUMBER => {
             if ffi::lua_isinteger(l, idx) != 0 {
-                let mut digits = itoa_buf();
-                out.extend_from_slice(integer_text(
-                    &mut digits,
-                    ffi::lua_tointegerx(l, idx, std::ptr::null_mut()),
-                ));
+                let mut digits = Digits::new();
+                out.extend_from_slice(digits.of(ffi::lua_tointegerx(l, idx, std::ptr::null_mut())));
             } else {
                 out.extend_from_slice(
                     float_text(ffi::lua_tonumberx(l, idx, std::ptr::null_mut())).as_bytes(),
@@ -814,7 +835,17 @@ pub unsafe fn push_json(l: *mut ffi::lua_State, v: &Json) {
 
 #[cfg(test)]
 mod tests {
-    use super::float_text;
+    use super::{float_text, Digits};
+
+    #[test]
+    fn integers_print_as_serde_json_does() {
+        for n in [0, 1, -1, 9, 10, -10, 4096, i64::MAX, i64::MIN, i64::MIN + 1] {
+            assert_eq!(
+                Digits::new().of(n),
+                serde_json::to_string(&n).unwrap().as_bytes()
+            );
+        }
+    }
 
     #[test]
     fn floats_print_as_lua_does() {
