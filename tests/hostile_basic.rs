@@ -433,6 +433,31 @@ fn compiling_the_executed_code_itself_is_stopped() {
 }
 
 #[test]
+fn looping_close_handlers_and_error_handlers_do_not_hold_a_stop_back() {
+    let _g = shared();
+    let vm = Arc::new(TestVm::new(""));
+    ok_values(&vm, KEEP);
+    for code in [
+        "local x <close> = setmetatable({}, {__close = function() while true do end end}) \
+         while true do end",
+        "pcall(function() \
+           local x <close> = setmetatable({}, {__close = function() while true do end end}) \
+           error('x') end) while true do end",
+        "coroutine.wrap(function() \
+           local x <close> = setmetatable({}, {__close = function() while true do end end}) \
+           while true do end end)()",
+        "xpcall(function() while true do end end, function() while true do end end)",
+        "while true do pcall(error, setmetatable({}, \
+           {__tostring = function() while true do end end})) end",
+    ] {
+        expect_timeout(&vm, code, code, DEADLINE_MS);
+        assert_intact(&vm, code);
+        expect_interrupted(&vm, code, code);
+        assert_intact(&vm, code);
+    }
+}
+
+#[test]
 fn rep_of_an_empty_string_returns_at_once_in_both_sandboxes() {
     let _g = shared();
     for options in ["", r#"{"sandbox":"trusted"}"#] {
@@ -886,6 +911,26 @@ fn a_dag_of_shared_subtables_ends_at_the_cap_or_the_deadline() {
 }
 
 #[test]
+fn converting_one_long_string_is_stopped() {
+    let _g = exclusive();
+    let vm = Arc::new(TestVm::new(r#"{"max_output": 4294967296}"#));
+    ok_values(&vm, KEEP);
+    ok_values(
+        &vm,
+        "S = string.rep('\\0', 1 << 26) S = S .. S .. S .. S return 1",
+    );
+    // Each NUL is six bytes of JSON: 1.5 GiB to escape. And printing copies it.
+    for code in ["return S", "print(S, S, S)", "io.write(S, S, S)"] {
+        let took = expect_timeout(&vm, code, code, DEADLINE_MS);
+        eprintln!("{code} (256 MiB): timeout after {took:?}");
+        let took = expect_interrupted(&vm, code, code);
+        eprintln!("{code} (256 MiB): {took:?} after the interrupt");
+    }
+    ok_values(&vm, "S = nil collectgarbage() return 1");
+    assert_intact(&vm, "a long string");
+}
+
+#[test]
 fn repl_text_of_returned_values_is_capped() {
     let _g = shared();
     let vm = TestVm::new(r#"{"max_output": 64}"#);
@@ -922,6 +967,10 @@ fn colliding_keys_give_the_lossless_pairs_form() {
     assert_eq!(
         v("return {[1.5] = 1, ['1.5'] = 2}"),
         json!([{"$lua_pairs": [["1.5", 2], [1.5, 1]]}])
+    );
+    assert_eq!(
+        v("return {[1e100] = 1, ['1e+100'] = 2, [0.5] = 3}"),
+        json!([{"$lua_pairs": [["1e+100", 2], [0.5, 3], [1e100, 1]]}])
     );
     // Two floats equal to 14 digits.
     assert_eq!(

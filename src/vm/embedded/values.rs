@@ -26,7 +26,7 @@
 //!
 //! Into Lua: JSON arguments are pushed as Lua values.
 
-use super::capture::{Capture, STDOUT};
+use super::capture::{push_stoppable, Capture, STDOUT};
 use super::stop::stop_pending;
 use mlua::ffi;
 use serde_json::Value as Json;
@@ -70,7 +70,7 @@ pub unsafe fn write_returned(
     limit: usize,
 ) -> Converted {
     json.clear();
-    let mut w = Writer::new(json, limit);
+    let mut w = Writer::new(l, json, limit);
     w.byte(b'[');
     for i in first..=last {
         if i > first {
@@ -105,6 +105,7 @@ pub unsafe fn write_returned(
 
 /// JSON text bounded by `limit` bytes.
 struct Writer<'a> {
+    l: *mut ffi::lua_State,
     out: &'a mut Vec<u8>,
     limit: usize,
     /// Bytes that were past `limit` when the writer stopped (0 while everything fits).
@@ -136,9 +137,28 @@ static ESCAPE: [u8; 256] = {
 
 const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
 
+/// Bytes of a string converted between two looks at the stop flag.
+const STRING_PIECE: usize = 64 << 10;
+
+/// A length of at most `max` (or all of `bytes`, when shorter) where `bytes` can be cut
+/// without changing how it decodes: before a byte that starts a character, or inside a
+/// run of continuation bytes too long to belong to any character.
+fn utf8_split(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let is_continuation = |b: u8| b & 0xC0 == 0x80;
+    (max.saturating_sub(3)..=max)
+        .rev()
+        .find(|&i| !is_continuation(bytes[i]))
+        .filter(|&i| i > 0)
+        .unwrap_or(max)
+}
+
 impl<'a> Writer<'a> {
-    fn new(out: &'a mut Vec<u8>, limit: usize) -> Self {
+    fn new(l: *mut ffi::lua_State, out: &'a mut Vec<u8>, limit: usize) -> Self {
         Writer {
+            l,
             out,
             limit,
             over: 0,
@@ -193,12 +213,23 @@ impl<'a> Writer<'a> {
             return;
         }
         self.byte(b'"');
-        for chunk in bytes.utf8_chunks() {
-            self.escaped(chunk.valid().as_bytes());
-            if !chunk.invalid().is_empty() {
-                self.push(REPLACEMENT);
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // Long strings go in pieces, with a look at the stop flag after each.
+            let (piece, more) = rest.split_at(utf8_split(rest, STRING_PIECE));
+            for chunk in piece.utf8_chunks() {
+                self.escaped(chunk.valid().as_bytes());
+                if !chunk.invalid().is_empty() {
+                    self.push(REPLACEMENT);
+                }
+                if self.done() {
+                    return;
+                }
             }
-            if self.done() {
+            rest = more;
+            // SAFETY: `l` is the state being converted, alive for the whole conversion.
+            if !rest.is_empty() && unsafe { stop_pending(self.l) } {
+                self.stopped = true;
                 return;
             }
         }
@@ -425,11 +456,6 @@ struct Suspects {
     floats: bool,
     invalid_utf8: bool,
     opaque: bool,
-    /// Valid string keys that could equal the text of a float, of an invalid string once
-    /// replaced, or of an opaque value.
-    float_like: bool,
-    replacement_like: bool,
-    opaque_like: bool,
 }
 
 enum Clash {
@@ -495,19 +521,13 @@ unsafe fn note_string_key(l: *mut ffi::lua_State, t: c_int, k: &[u8], c: &mut Su
             c.certain = true;
         }
         ffi::lua_pop(l, 1);
-        return;
-    }
-    if k == b"true" || k == b"false" {
+    } else if k == b"true" || k == b"false" {
         ffi::lua_pushboolean(l, c_int::from(k == b"true"));
         if ffi::lua_rawget(l, t) != ffi::LUA_TNIL {
             c.certain = true;
         }
         ffi::lua_pop(l, 1);
-        return;
     }
-    c.float_like |= looks_like_float(k);
-    c.replacement_like |= k.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT);
-    c.opaque_like |= opaque_parts(k).is_some();
 }
 
 /// The integer whose decimal text `k` is exactly.
@@ -536,6 +556,9 @@ const OPAQUE_TYPES: [&[u8]; 4] = [b"table", b"function", b"userdata", b"thread"]
 
 /// The type index and address of an `opaque_text` ("table: 0x55d0...").
 fn opaque_parts(k: &[u8]) -> Option<(usize, usize)> {
+    if k.len() > 40 {
+        return None;
+    }
     let colon = k.iter().position(|&b| b == b':')?;
     let ty = OPAQUE_TYPES.iter().position(|t| *t == &k[..colon])?;
     let hex = k[colon..].strip_prefix(b": 0x")?;
@@ -555,9 +578,7 @@ impl Suspects {
         if self.certain {
             return Clash::Yes;
         }
-        let texts = self.floats || self.invalid_utf8;
-        let named = self.opaque && self.opaque_like;
-        if !texts && !named {
+        if !self.floats && !self.invalid_utf8 && !self.opaque {
             return Clash::No;
         }
         let mut arena: Vec<u8> = Vec::new();
@@ -572,25 +593,33 @@ impl Suspects {
                 ffi::lua_pop(l, 1);
                 return Clash::Stopped;
             }
-            let start = arena.len();
+            // The text of this key if it needs comparing, and whether it names an
+            // opaque value.
+            let mut text: Option<std::borrow::Cow<[u8]>> = None;
             match ffi::lua_type(l, -1) {
                 ffi::LUA_TNUMBER if self.floats && ffi::lua_isinteger(l, -1) == 0 => {
                     let n = ffi::lua_tonumberx(l, -1, std::ptr::null_mut());
-                    arena.extend_from_slice(float_text(n).as_bytes());
+                    text = Some(float_text(n).into_bytes().into());
                 }
                 ffi::LUA_TSTRING => {
                     let k = string_at(l, -1);
                     let valid = std::str::from_utf8(k).is_ok();
+                    // (Each text takes at least its length in the JSON: a text too long
+                    // for the room is not copied.)
+                    if k.len() > room {
+                        ffi::lua_pop(l, 1);
+                        return Clash::TooLarge((k.len() - room) as u64);
+                    }
                     if !valid && self.invalid_utf8 {
-                        arena.extend_from_slice(String::from_utf8_lossy(k).as_bytes());
+                        text = Some(String::from_utf8_lossy(k).into_owned().into_bytes().into());
                     } else if valid
                         && ((self.floats && looks_like_float(k))
                             || (self.invalid_utf8
                                 && k.windows(REPLACEMENT.len()).any(|w| w == REPLACEMENT)))
                     {
-                        arena.extend_from_slice(k);
+                        text = Some(k.into());
                     }
-                    if named && valid {
+                    if self.opaque && valid {
                         if let Some(parts) = opaque_parts(k) {
                             names.push(parts);
                         }
@@ -598,7 +627,9 @@ impl Suspects {
                 }
                 _ => {}
             }
-            if arena.len() > start {
+            if let Some(t) = text {
+                let start = arena.len();
+                arena.extend_from_slice(&t);
                 spans.push((start, arena.len()));
             }
             // A lower bound of the JSON these keys take in either form: a text in the
@@ -616,7 +647,7 @@ impl Suspects {
         {
             return Clash::Yes;
         }
-        if named {
+        if !names.is_empty() {
             names.sort_unstable();
             ffi::lua_pushnil(l);
             while ffi::lua_next(l, idx) != 0 {
@@ -728,8 +759,11 @@ unsafe fn write_repl_value(
     capture: *mut Capture,
 ) {
     match ffi::lua_type(l, i) {
-        // A string may be long: pushed in place, the cap takes what fits.
-        ffi::LUA_TSTRING => return (*capture).push(STDOUT, string_at(l, i)),
+        // A string may be long: pushed in place (in pieces), the cap takes what fits.
+        ffi::LUA_TSTRING => {
+            push_stoppable(l, capture, STDOUT, string_at(l, i));
+            return;
+        }
         ffi::LUA_TTABLE | ffi::LUA_TUSERDATA => {}
         _ => {
             let mut text = Vec::new();
@@ -744,7 +778,7 @@ unsafe fn write_repl_value(
     ffi::lua_pushvalue(l, i);
     let status = ffi::lua_pcall(l, 1, 1, 0);
     if status == ffi::LUA_OK && ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
-        (*capture).push(STDOUT, string_at(l, -1));
+        push_stoppable(l, capture, STDOUT, string_at(l, -1));
     } else if ffi::lua_type(l, -1) == ffi::LUA_TSTRING {
         (*capture).push(STDOUT, b"<tostring failed: ");
         (*capture).push(STDOUT, string_at(l, -1));
@@ -835,7 +869,32 @@ pub unsafe fn push_json(l: *mut ffi::lua_State, v: &Json) {
 
 #[cfg(test)]
 mod tests {
-    use super::{float_text, Digits};
+    use super::{float_text, utf8_split, Digits};
+
+    #[test]
+    fn long_strings_are_cut_where_their_decoding_stays_the_same() {
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let cases: Vec<Vec<u8>> = vec![
+            "€".repeat(40).into_bytes(),
+            [b"a".repeat(9), vec![0xE2, 0x82], b"b".repeat(9)].concat(),
+            [vec![0xE2, 0x82], vec![0x80; 20], "€".as_bytes().to_vec()].concat(),
+            vec![0x80; 30],
+            [b"ab".to_vec(), "😀".repeat(10).into_bytes()].concat(),
+        ];
+        for bytes in cases {
+            for max in 4..12 {
+                let mut out = String::new();
+                let mut rest = &bytes[..];
+                while !rest.is_empty() {
+                    let cut = utf8_split(rest, max);
+                    assert!(cut > 0 && cut <= max);
+                    out += &lossy(&rest[..cut]);
+                    rest = &rest[cut..];
+                }
+                assert_eq!(out, lossy(&bytes), "{bytes:x?} in pieces of {max}");
+            }
+        }
+    }
 
     #[test]
     fn integers_print_as_serde_json_does() {
