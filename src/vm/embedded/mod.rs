@@ -307,10 +307,7 @@ impl EmbeddedVm {
             // Handled by `finish`.
             Ok(Ended::Returned) => Ok(()),
             Ok(Ended::TooLarge(over)) => {
-                let line = format!(
-                    "bioxen_vm: the returned values do not fit in max_output ({} bytes) as JSON",
-                    self.max_output
-                );
+                let line = crate::vm::values_too_large_message(self.max_output);
                 let message = ErrorText::new(&line, self.max_output);
                 self.capture().dropped += over.max(1);
                 self.failed(message, started, out);
