@@ -351,13 +351,23 @@ impl<T: Transport> AgentVm<T> {
             self.stopper.end();
             return Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()));
         }
+        // A fresh interpreter (after a stop or a crash) starts before the call's own
+        // deadline is armed: its start-up has its own bound, and a short timeout must not
+        // keep a VM from ever starting again. An interrupt still stops it.
+        if !self.transport.running() {
+            if let Err(e) = self.start(exe) {
+                self.stopper.end();
+                return Err(e);
+            }
+            self.restarts += 1;
+        }
         let ticket = timeout.and_then(|t| {
             let target: Arc<dyn Stopper> = self.stopper.clone();
             Instant::now()
                 .checked_add(t)
                 .and_then(|at| watchdog::schedule(at, target, epoch).ok())
         });
-        let r = self.run(req, exe, timeout);
+        let r = self.run(req, timeout);
         if let Some(t) = ticket {
             watchdog::cancel(t);
         }
@@ -365,11 +375,7 @@ impl<T: Transport> AgentVm<T> {
         r
     }
 
-    fn run(&mut self, req: Request<'_>, exe: &str, timeout: Option<Duration>) -> Result<Outcome> {
-        if !self.transport.running() {
-            self.start(exe)?;
-            self.restarts += 1;
-        }
+    fn run(&mut self, req: Request<'_>, timeout: Option<Duration>) -> Result<Outcome> {
         self.capture.clear();
         // Raw output that arrived since the last call joins this call's output at its
         // first sync point.
