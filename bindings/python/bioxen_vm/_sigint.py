@@ -148,24 +148,33 @@ def arm() -> bool:
 
 def _install(previous_state: Optional[_Wakeup]) -> bool:
     """A new pipe as the wakeup fd, forwarding to what was there (or, in a forked child, to
-    what the parent forwarded to), and its watcher."""
+    what the parent forwarded to), and its watcher, started first (the pipe is only
+    installed once something reads it)."""
     global _state
-    read_fd, write_fd = os.pipe()
+    try:
+        read_fd, write_fd = os.pipe()
+    except OSError:  # out of file descriptors: Ctrl-C stays as Python has it
+        return False
+    state = _Wakeup(read_fd, write_fd, -1)
     try:
         os.set_blocking(write_fd, False)
-        previous = _real_set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    except (ValueError, OSError):
+        threading.Thread(target=_watch, args=(state,), name="bioxen_vm-sigint",
+                         daemon=True).start()
+    except (AttributeError, OSError, RuntimeError):  # no such call here; no thread
         os.close(read_fd)
         os.close(write_fd)
         return False
+    try:
+        previous = _real_set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # refused (a subinterpreter, a platform without it)
+        os.close(write_fd)  # the watcher reads the end of its pipe and closes the rest
+        return False
     if previous_state is not None:
         previous = previous_state.downstream
-    state = _Wakeup(read_fd, write_fd, previous if previous >= 0 else -1)
+    state.downstream = previous if previous >= 0 else -1
     _state = state
     if signal.set_wakeup_fd is not _set_wakeup_fd:
         signal.set_wakeup_fd = _set_wakeup_fd
-    threading.Thread(target=_watch, args=(state,), name="bioxen_vm-sigint",
-                     daemon=True).start()
     return True
 
 
@@ -192,13 +201,18 @@ _set_wakeup_fd._bioxen_vm_real = _real_set_wakeup_fd  # type: ignore[attr-define
 
 def _watch(state: _Wakeup) -> None:
     """The watcher: reads signal numbers, forwards them, stops the main thread's calls on
-    SIGINT. Ends when its pipe is closed (a forked child replaces it)."""
+    SIGINT. Ends at the end of its pipe (when installing the pipe failed after it started),
+    closing the read end itself so that no fd number is reused under a read."""
     while True:
         try:
             data = os.read(state.read_fd, 512)
         except OSError:
-            return
+            data = b""
         if not data:
+            try:
+                os.close(state.read_fd)
+            except OSError:
+                pass
             return
         downstream = state.downstream
         if downstream >= 0:

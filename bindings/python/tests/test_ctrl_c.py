@@ -414,6 +414,22 @@ after(vm.execute_string("return 1+1")["values"])
     assert values == [[2]]
 
 
+def test_ctrl_c_stops_a_network_mode(tmp_path: Path) -> None:
+    """A networked VM's server mode waiting for a client (a process VM with LuaSocket)."""
+    values = interrupt_once(tmp_path, '''
+import socket
+import bioxen_vm
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+vm = bioxen_vm.NetworkedLuaVM("n")
+when(lambda: vm.info()["running"])
+interrupted(lambda: vm.start_server(port, accept_timeout=120))
+after(vm.execute_string("return 1+1")["values"])
+''')
+    assert values == [[2]]
+
+
 def test_uncaught_ctrl_c_ends_the_program(tmp_path: Path) -> None:
     """Uncaught, the KeyboardInterrupt ends the program as Python does (killed by SIGINT
     after the traceback), with jobs still running on a manager: nothing holds up the exit."""
