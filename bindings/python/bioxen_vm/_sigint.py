@@ -13,7 +13,10 @@ each one's stop function with that frame's locals: ``bioxen_vm_interrupt``, the 
 interrupt, the session's interrupt, the cancel of a VM's jobs or of a job. The library call
 returns (INTERRUPTED, CANCELLED, or a session's output so far) and Python's own handler
 raises KeyboardInterrupt in the main thread as the call returns. A call records nothing
-before it blocks: the frame it runs in is the record, so the hot path pays nothing.
+before it blocks: the frame it runs in is the record, so the hot path pays nothing. A stop
+that did not take (the library can miss an interrupt that comes as a process VM's call
+begins) is made again every 0.1 s while that frame is still on the main thread's stack,
+for up to 5 s.
 
 Whose handler decides (:func:`set_sigint_mode`, ``BIOXEN_VM_SIGINT``):
 
@@ -45,11 +48,13 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
 import threading
-from types import CodeType
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+import time
+from types import CodeType, FrameType
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 _log = logging.getLogger("bioxen_vm.python")
 
@@ -61,6 +66,13 @@ StopFn = Callable[[Mapping[str, Any]], None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 _stops: Dict[CodeType, StopFn] = {}
+
+#: A stop that did not take is made again this often, for this long.
+RETRY_EVERY = 0.1
+RETRY_FOR = 5.0
+
+#: (frame, its stop, when to give up): stops made, to make again while the frame is blocked
+Pending = List[Tuple[FrameType, StopFn, float]]
 
 # The real function, also when this module is imported again over its own wrapper.
 _real_set_wakeup_fd: Callable[..., int] = getattr(
@@ -201,9 +213,23 @@ _set_wakeup_fd._bioxen_vm_real = _real_set_wakeup_fd  # type: ignore[attr-define
 
 def _watch(state: _Wakeup) -> None:
     """The watcher: reads signal numbers, forwards them, stops the main thread's calls on
-    SIGINT. Ends at the end of its pipe (when installing the pipe failed after it started),
-    closing the read end itself so that no fd number is reused under a read."""
+    SIGINT and makes the stops again while those calls stay blocked. Ends at the end of its
+    pipe (when installing the pipe failed after it started), closing the read end itself so
+    that no fd number is reused under a read."""
+    pending: Pending = []
+    retry_at = 0.0
     while True:
+        if pending:
+            wait = max(0.0, retry_at - time.monotonic())
+            try:
+                readable = select.select([state.read_fd], [], [], wait)[0]
+            except (OSError, ValueError):
+                readable = [state.read_fd]
+            if time.monotonic() >= retry_at:
+                pending = _stop_again(pending)
+                retry_at = time.monotonic() + RETRY_EVERY
+            if not readable:
+                continue
         try:
             data = os.read(state.read_fd, 512)
         except OSError:
@@ -222,26 +248,54 @@ def _watch(state: _Wakeup) -> None:
                 pass
         if _SIGINT in data and state is _state:
             try:
-                _on_sigint()
+                pending = _on_sigint(pending)
+                retry_at = time.monotonic() + RETRY_EVERY
             except Exception:  # pragma: no cover - stop functions catch their own errors
                 _log.debug("stopping the main thread's call on SIGINT failed", exc_info=True)
 
 
-def _on_sigint() -> None:
-    mode = _mode
-    if mode == "off":
-        return
-    if mode == "auto" and signal.getsignal(_SIGINT) is not signal.default_int_handler:
-        return
+def _main_stack() -> List[FrameType]:
+    """The main thread's frames, innermost first."""
+    frames = []
     frame = sys._current_frames().get(threading.main_thread().ident)
     while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def _stop(frame: FrameType, stop: StopFn) -> None:
+    try:
+        stop(frame.f_locals)
+    except Exception:  # a closed handle, a call that ended meanwhile
+        _log.debug("stop on SIGINT raised", exc_info=True)
+
+
+def _on_sigint(pending: Pending) -> Pending:
+    """Stops every registered call on the main thread's stack; the stops to make again."""
+    mode = _mode
+    if mode == "off":
+        return pending
+    if mode == "auto" and signal.getsignal(_SIGINT) is not signal.default_int_handler:
+        return pending
+    give_up = time.monotonic() + RETRY_FOR
+    made = []
+    for frame in _main_stack():
         stop = _stops.get(frame.f_code)
         if stop is not None:
-            try:
-                stop(frame.f_locals)
-            except Exception:  # a closed handle, a call that ended meanwhile
-                _log.debug("stop on SIGINT raised", exc_info=True)
-        frame = frame.f_back
+            _stop(frame, stop)
+            made.append((frame, stop, give_up))
+    return made + [p for p in pending if all(p[0] is not m[0] for m in made)]
+
+
+def _stop_again(pending: Pending) -> Pending:
+    """The stops whose call is still on the main thread's stack, made again."""
+    now = time.monotonic()
+    stack = _main_stack()
+    still = [p for p in pending if now < p[2] and any(p[0] is f for f in stack)]
+    for frame, stop, _ in still:
+        _stop(frame, stop)
+    return still
 
 
 def _after_fork_in_child() -> None:

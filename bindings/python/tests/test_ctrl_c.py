@@ -430,6 +430,34 @@ after(vm.execute_string("return 1+1")["values"])
     assert values == [[2]]
 
 
+def test_a_stop_that_did_not_take_is_made_again(tmp_path: Path) -> None:
+    """The library can miss an interrupt (one that comes as a process VM's call begins, for
+    one): a stop is made again while its call stays blocked. Here the first stop of a
+    registered call does nothing; the second, 0.1 s later, interrupts."""
+    values = interrupt_once(tmp_path, '''
+import bioxen_vm
+from bioxen_vm import _hotpath, _sigint
+from bioxen_vm._convert import NO_JSON
+vm = bioxen_vm.LuaProcess("t")
+vm.execute_string("x = 41")
+stops = []
+def second_stop_interrupts(frame_locals):
+    stops.append(time.monotonic())
+    if len(stops) == 2:
+        frame_locals["vm"].interrupt()
+@_sigint.stops(second_stop_interrupts)
+def blocking(vm):
+    return _hotpath.execute(vm._handle, "while true do end", NO_JSON, 0)
+when(lambda: vm.info()["running"])
+interrupted(lambda: blocking(vm))
+time.sleep(3 * _sigint.RETRY_EVERY)  # no further stop once the call has ended
+after(vm.execute_string("return 1+1")["values"], vm.execute_string("return x")["values"],
+      len(stops), stops[1] - stops[0])
+''')
+    assert values[:3] == [[2], [41], 2]
+    assert 0.09 <= values[3] < 0.5  # RETRY_EVERY, and a margin for a loaded machine
+
+
 def test_uncaught_ctrl_c_ends_the_program(tmp_path: Path) -> None:
     """Uncaught, the KeyboardInterrupt ends the program as Python does (killed by SIGINT
     after the traceback), with jobs still running on a manager: nothing holds up the exit."""
