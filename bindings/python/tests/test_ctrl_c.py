@@ -6,7 +6,8 @@ the Lua code runs and the main thread has sat in the call for 20 ms. Then this p
 SIGINT and reads what the child reports: when KeyboardInterrupt came out of the call (both
 clocks are CLOCK_MONOTONIC, so the times compare across the processes), then what the VM
 answers afterwards (``return 1+1``, and a global set before). The child must then exit with
-status 0 and nothing on stderr.
+status 0 and nothing on stderr, leaving no process behind (it runs in a process group of its
+own, which is killed whole when a test fails).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class Child:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", PRELUDE + textwrap.dedent(body)], cwd=str(tmp_path),
             env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
+            stderr=subprocess.PIPE, start_new_session=True)
         self.lines: "queue.Queue[Optional[str]]" = queue.Queue()
         self.seen: List[str] = []
         self.stderr = b""
@@ -149,9 +150,20 @@ class Child:
         os.kill(pid or self.proc.pid, signum)
         return sent
 
+    def _group_left(self) -> bool:
+        """Whether a process of the child's group (its descendants) is still there."""
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
+        """Kills the child and whatever it started (its process group)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(timeout=WAIT)
         self._stderr_reader.join(timeout=WAIT)
 
@@ -175,9 +187,18 @@ class Child:
         return json.loads(" ".join(self.expect("AFTER")))
 
     def assert_clean_exit(self) -> None:
+        """Exit status 0, nothing on stderr, and no descendant left once it has gone."""
         rc = self.finish()
         err = self.stderr.decode("utf-8", "replace")
         assert rc == 0 and not err.strip(), (rc, err[-3000:])
+        self.assert_no_leftovers()
+
+    def assert_no_leftovers(self) -> None:
+        """Once the child has exited: none of its descendants is left (a bounded poll)."""
+        deadline = time.monotonic() + WAIT
+        while self._group_left() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not self._group_left(), "the child left processes behind"
 
 
 def interrupt_once(tmp_path: Path, body: str, env: Optional[Dict[str, str]] = None
@@ -475,6 +496,7 @@ vm.execute_string("while true do end")
         sent = child.signal()
         rc = child.finish()
         took = time.monotonic() - sent
+        child.assert_no_leftovers()
     finally:
         child.kill()
     assert rc == -signal.SIGINT, child.stderr
