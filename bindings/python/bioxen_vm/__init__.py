@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Union
 
 from . import _log as _log_setup  # noqa: F401  (installs the native log callback)
-from . import exceptions, logger
+from . import _sigint, exceptions, logger
 from ._native import backend as _backend
 from ._hotpath import FASTCALL as _FASTCALL
+from ._sigint import set_sigint_mode, sigint_mode
 from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
                          InteractiveSessionError, InvalidHandleError, IOThreadError,
                          JobCancelledError, LuaNotFoundError, LuaProcessError,
@@ -50,12 +51,16 @@ LIBRARY_PATH: str = _backend.path
 #: ``BIOXEN_VM_FASTCALL=0``), False when they go through the backend.
 FASTCALL: bool = _FASTCALL
 
+# Ctrl-C stops the main thread's blocking calls (bioxen_vm/_sigint.py): installed now if this
+# is the main thread, else by the first VM or manager the main thread creates.
+_sigint.arm()
+
 __all__ = [
     # classes
     "LuaProcess", "NetworkedLuaVM", "VMManager", "VMCluster", "InteractiveSession",
     "SessionManager", "LuaScriptTemplate",
     # functions
-    "validate_port", "validate_host",
+    "validate_port", "validate_host", "sigint_mode", "set_sigint_mode",
     # exceptions (the original's)
     "LuaVMError", "LuaProcessError", "NetworkingError", "LuaNotFoundError",
     "LuaSocketNotFoundError", "VMConnectionError", "VMTimeoutError", "ScriptGenerationError",

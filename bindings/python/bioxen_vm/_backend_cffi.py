@@ -191,10 +191,10 @@ class CffiBackend:
         elif kind == "bytes":
             def call(*args: Any) -> bytes:  # type: ignore[misc]
                 out = new("bioxen_vm_bytes *")
-                status = fn(*args, out)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, out)
+                    if status:
+                        fail(status)
                     return unpack(out.data, out.len)
                 finally:
                     bytes_free(out)
@@ -215,11 +215,10 @@ class CffiBackend:
                     r = ffi.cast("bioxen_vm_result *", flat)
                 if args[position] is None if position >= 0 else None in args:
                     args = with_nulls(args)
-                status = c_fn(*args, r)
-                if status:
-                    pool.append((flat, r))
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = c_fn(*args, r)
+                    if status:
+                        fail(status)
                     return read(flat, ffi.buffer(flat))
                 finally:
                     result_free(r)  # frees the buffers and empties the struct for reuse
@@ -238,15 +237,14 @@ class CffiBackend:
                     buffer, out, flat, memory = slot = new_slot()
                 if args[position] is None if position >= 0 else None in args:
                     args = with_nulls(args)
-                status = c_fn(*args, buffer, out)
-                if status:
-                    slots.append(slot)
-                    fail(status)
-                if flat is None:
-                    flat = self.ffi.cast("bioxen_vm_result_flat *", out[0])
-                    memory = self.ffi.buffer(flat)
-                    slot = (buffer, out, flat, memory)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = c_fn(*args, buffer, out)
+                    if status:
+                        fail(status)
+                    if flat is None:
+                        flat = self.ffi.cast("bioxen_vm_result_flat *", out[0])
+                        memory = self.ffi.buffer(flat)
+                        slot = (buffer, out, flat, memory)
                     return read(flat, memory)
                 finally:
                     slots.append(slot)
@@ -270,10 +268,10 @@ class CffiBackend:
             def call(*args: Any) -> Optional[bytes]:  # type: ignore[misc]
                 out = new("bioxen_vm_bytes *")
                 has = new("bool *")
-                status = fn(*args, out, has)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, out, has)
+                    if status:
+                        fail(status)
                     return unpack(out.data, out.len) if has[0] else None
                 finally:
                     bytes_free(out)

@@ -204,10 +204,10 @@ class CtypesBackend:
             def call(*args: Any) -> bytes:  # type: ignore[misc]
                 out = Bytes()
                 ref = byref(out)
-                status = fn(*args, ref)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref)
+                    if status:
+                        fail(status)
                     return string_at(out.data, out.len)
                 finally:
                     bytes_free(ref)
@@ -222,11 +222,10 @@ class CtypesBackend:
                 except IndexError:
                     r = Result()
                     ref = byref(r)
-                status = fn(*args, ref)
-                if status:
-                    pool.append((r, ref))
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref)
+                    if status:
+                        fail(status)
                     return _read(r)
                 finally:
                     result_free(ref)  # frees the buffers and empties the struct for reuse
@@ -243,14 +242,13 @@ class CtypesBackend:
                     slot = slots.pop()
                 except IndexError:
                     slot = new_slot()
-                status = fn(*args, slot[0], slot[1])
-                if status:
-                    slots.append(slot)
-                    fail(status)
-                view = slot[2]
-                if view is None:
-                    view = slot[2] = slot[1]._obj.contents
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, slot[0], slot[1])
+                    if status:
+                        fail(status)
+                    view = slot[2]
+                    if view is None:
+                        view = slot[2] = slot[1]._obj.contents
                     return _read(view)
                 finally:
                     slots.append(slot)
@@ -271,10 +269,10 @@ class CtypesBackend:
                 out = Bytes()
                 has = c_bool()
                 ref = byref(out)
-                status = fn(*args, ref, byref(has))
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref, byref(has))
+                    if status:
+                        fail(status)
                     return string_at(out.data, out.len) if has.value else None
                 finally:
                     bytes_free(ref)
