@@ -22,9 +22,9 @@ pub const PROCESS_START: Duration = Duration::from_millis(5000);
 /// What `bioxen_vm_manager_free` may wait for its workers.
 pub const GRACE: Duration = Duration::from_millis(5000);
 /// A per-call timeout given to endless code on a VM without one.
-pub const SPIN_FALLBACK_MS: u32 = 150;
+pub const SPIN_FALLBACK_MS: u64 = 150;
 /// Endless code never gets longer than this (it may allocate while it runs).
-pub const SPIN_MAX_MS: u32 = 400;
+pub const SPIN_MAX_MS: u64 = 400;
 /// How long a case waits for its callbacks, threads and children at its end.
 pub const SETTLE: Duration = Duration::from_secs(15);
 
@@ -394,7 +394,7 @@ impl Case {
     /// Renders `prog` for a VM with `opts` and fixes its timeout: endless code always runs
     /// under a timeout of at most `SPIN_MAX_MS`; code that allocates without end runs only
     /// where a memory limit stops it; a forged frame is written only inside a process VM.
-    pub fn plan(&self, prog: &Program, timeout: u32, args: &lua::Args, opts: &VmOpts) -> Planned {
+    pub fn plan(&self, prog: &Program, timeout: u64, args: &lua::Args, opts: &VmOpts) -> Planned {
         let token = self.token();
         let prog = match prog {
             Program::Spin(lua::Spin::Double) if opts.memory_limit == 0 => {
@@ -413,14 +413,14 @@ impl Case {
         let eff = if timeout > 0 {
             timeout
         } else {
-            opts.timeout_ms
+            opts.timeout_ms as u64
         };
         let lua_args = args.lua();
         let r = prog.render(&token, lua_args.as_deref(), opts.trusted);
         let mut budget = if prog.is_spin() {
-            Duration::from_millis(eff as u64)
+            Duration::from_millis(eff)
         } else if eff > 0 {
-            Duration::from_millis(eff as u64).min(BOUNDED)
+            Duration::from_millis(eff).min(BOUNDED)
         } else {
             BOUNDED
         };
@@ -439,7 +439,7 @@ impl Case {
             code: r.code,
             expect: r.expect,
             token,
-            timeout: timeout as u64,
+            timeout,
             timed: eff > 0,
             short: eff > 0 && eff < 1000,
             budget,

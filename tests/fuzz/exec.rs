@@ -38,6 +38,12 @@ fn ms(t: u64) -> Duration {
     Duration::from_millis(t.min(24 * 3_600_000))
 }
 
+/// A timeout the harness can wait out: from 1 ms to a minute. 0 ("no limit") and longer
+/// ones are treated as waits until the work is done.
+fn finite(t: u64) -> Option<Duration> {
+    (1..=60_000).contains(&t).then(|| Duration::from_millis(t))
+}
+
 fn id_c(id: u8) -> CString {
     cstr(&format!("v{id}"))
 }
@@ -146,7 +152,7 @@ impl Worker {
                 args,
                 on_done,
             } => self.submit(target, prog, *timeout, args, on_done),
-            Op::Wait { job, timeout } => self.wait(*job, *timeout as u64),
+            Op::Wait { job, timeout } => self.wait(*job, *timeout),
             Op::Cancel { job } => {
                 let Some(j) = case.job(*job) else { return };
                 let stale = j.freed.load(Ordering::SeqCst);
@@ -185,7 +191,7 @@ impl Worker {
                 let Some(j) = case.job(*job) else { return };
                 self.free_job(&j);
             }
-            Op::WaitForVm { mgr, id, timeout } => self.wait_for_vm(*mgr, *id, *timeout as u64),
+            Op::WaitForVm { mgr, id, timeout } => self.wait_for_vm(*mgr, *id, *timeout),
             Op::CancelVm { mgr, id } => self.managed_call(
                 *mgr,
                 *id,
@@ -504,7 +510,7 @@ impl Worker {
         &mut self,
         target: &Target,
         prog: &Program,
-        timeout: u32,
+        timeout: u64,
         args: &crate::lua::Args,
         into: bool,
     ) {
@@ -555,7 +561,7 @@ impl Worker {
         &mut self,
         target: &Target,
         prog: &Program,
-        timeout: u32,
+        timeout: u64,
         args: &crate::lua::Args,
         on_done: &Option<crate::ops::Callback>,
     ) {
@@ -634,8 +640,8 @@ impl Worker {
         let Some(j) = case.job(n) else { return };
         let stale = j.freed.load(Ordering::SeqCst);
         let what = || format!("bioxen_vm_job_wait({}, {t})", j.desc);
-        let (budget, behind) = if t > 0 {
-            (ms(t) + FAST, Behind::Nothing)
+        let (budget, behind) = if let Some(d) = finite(t) {
+            (d + FAST, Behind::Nothing)
         } else {
             (j.budget + FAST, Behind::All)
         };
@@ -662,7 +668,7 @@ impl Worker {
         let case = &self.case;
         self.stale_rule(stale, st, what);
         if st.0 == S::WaitTimeout as i32 {
-            if t == 0 {
+            if finite(t).is_none() {
                 case.fail(format!("{} gave WAIT_TIMEOUT without a timeout", what()));
             }
             return;
@@ -695,8 +701,8 @@ impl Worker {
             return;
         };
         let what = || format!("bioxen_vm_manager_wait_for_vm({h:#x}, v{id}, {t})");
-        let (budget, behind) = if t > 0 {
-            (ms(t) + FAST, Behind::Nothing)
+        let (budget, behind) = if let Some(d) = finite(t) {
+            (d + FAST, Behind::Nothing)
         } else {
             (BOUNDED + PROCESS_START, Behind::All)
         };
@@ -707,7 +713,7 @@ impl Worker {
             behind,
             || capi::wait_for_vm(h, &id_c(id), t),
         );
-        if st.0 == S::WaitTimeout as i32 && t == 0 {
+        if st.0 == S::WaitTimeout as i32 && finite(t).is_none() {
             case.fail(format!("{} gave WAIT_TIMEOUT without a timeout", what()));
         }
         if let Some(r) = res {
@@ -822,7 +828,7 @@ impl Worker {
         };
         let key = Key::Managed(h, id);
         let what = || format!("bioxen_vm_manager_read_output({h:#x}, v{id}, {t}, flags {flags})");
-        let w = if t == u64::MAX {
+        let w = if finite(t).is_none() && t != 0 {
             case.watch(what(), FAST, Behind::Vm(key))
         } else {
             case.watch(what(), ms(t) + FAST, Behind::Longest(key))
@@ -853,7 +859,7 @@ impl Worker {
                 crate::case::show(&input)
             )
         };
-        let w = if t == 0 || t == u64::MAX {
+        let w = if finite(t).is_none() {
             case.watch(what(), budget + FAST, Behind::Vm(key.clone()))
         } else {
             case.watch(what(), ms(t) + budget + FAST, Behind::Longest(key.clone()))
@@ -885,7 +891,7 @@ impl Worker {
                 crate::case::show(&input)
             )
         };
-        let each = if t == 0 || t == u64::MAX {
+        let each = if finite(t).is_none() {
             budget
         } else {
             ms(t) + budget

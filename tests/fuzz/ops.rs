@@ -192,20 +192,20 @@ pub enum Op {
     Execute {
         target: Target,
         prog: Program,
-        timeout: u32,
+        timeout: u64,
         args: Args,
         into: bool,
     },
     Submit {
         target: Target,
         prog: Program,
-        timeout: u32,
+        timeout: u64,
         args: Args,
         on_done: Option<Callback>,
     },
     Wait {
         job: u8,
-        timeout: u32,
+        timeout: u64,
     },
     Cancel {
         job: u8,
@@ -223,7 +223,7 @@ pub enum Op {
     WaitForVm {
         mgr: u8,
         id: u8,
-        timeout: u32,
+        timeout: u64,
     },
     CancelVm {
         mgr: u8,
@@ -481,13 +481,13 @@ fn target() -> impl Strategy<Value = Target> {
 }
 
 /// A call's own timeout in ms (0: none).
-fn call_timeout() -> impl Strategy<Value = u32> {
-    prop::sample::select(vec![0u32, 0, 1, 30, 150, 400, 5000])
+fn call_timeout() -> impl Strategy<Value = u64> {
+    prop::sample::select(vec![0u64, 0, 1, 30, 150, 400, 5000, u64::MAX])
 }
 
 /// A wait's timeout in ms (0: without limit).
-fn wait_timeout() -> impl Strategy<Value = u32> {
-    prop::sample::select(vec![0u32, 1, 20, 100, 300])
+fn wait_timeout() -> impl Strategy<Value = u64> {
+    prop::sample::select(vec![0u64, 1, 20, 100, 300, u64::MAX])
 }
 
 /// Timeouts of the session functions: 0 and UINT64_MAX unless known to panic.
