@@ -618,8 +618,8 @@ impl Worker {
             outcomes: Default::default(),
             freed: Default::default(),
         });
-        case.add_job(job.clone());
-        // The harness's own callback releases the job's ledger entry when it finishes.
+        // The harness's own callback releases the job's ledger entry when it finishes. Both
+        // callbacks are registered before other threads can see the job (and free it).
         let entry = case.occupy(r.key.clone(), p.budget);
         let st = callbacks::on_done(&case, &job, None, None, Some(entry));
         if st.0 != 0 {
@@ -633,6 +633,7 @@ impl Worker {
             let what = || format!("bioxen_vm_job_on_done({}, {cb:?})", job.desc);
             case.check_documented("bioxen_vm_job_on_done", &what, &st);
         }
+        case.add_job(job);
     }
 
     fn wait(&self, n: u8, t: u64) {
