@@ -642,8 +642,8 @@ impl Spin {
 /// Library functions that loop in C without a stop check today (issue 10, class 1).
 pub const C_LOOPS: &[&str] = &[
     "table.move({}, 1, math.maxinteger - 1, 2)",
-    "local t = setmetatable({}, {__len = function() return math.maxinteger end}) \
-     table.insert(t, 1, 1)",
+    // (With math.maxinteger the length + 1 wraps and `insert` moves nothing.)
+    "local t = setmetatable({}, {__len = function() return 1 << 40 end}) table.insert(t, 1, 1)",
     "local h = string.rep(\"a\", 1 << 22) local n = string.rep(\"a\", 1 << 20) .. \"b\" \
      while true do string.find(h, n, 1, true) end",
     "local s = string.rep(\"a\", 1 << 26) while true do local u = s:upper() end",
