@@ -28,10 +28,11 @@ pub const SKIP_C_LIBRARY_LOOPS: bool = true;
 pub const SKIP_PROCESS_FORGERY: bool = true;
 
 /// Known bug (issue 10, class 2; the policy is the lead's notes/output-policy.md), fixed on
-/// branch hard-embedded: stdout, stderr, values and the error message of a result are each
-/// to be bounded by the VM's `max_output`; today the printed values, the traceback and the
-/// error text are appended past it. While ON, results are not checked against those bounds
-/// (the rest of each result is).
+/// branch hard-embedded for basic VMs and on the lead's branch for process VMs: stdout,
+/// stderr, values and the error message of a result are each to be bounded by the VM's
+/// `max_output`; today the printed values, the traceback and the error text are appended
+/// past it. While ON, results are not checked against those bounds (the rest of each
+/// result is).
 pub const SKIP_OUTPUT_BOUNDS: bool = true;
 
 /// The switches in force for this run.
