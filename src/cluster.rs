@@ -253,8 +253,16 @@ impl Manager {
                 "No attached sessions found matching pattern: {pattern}"
             )));
         }
-        for (id, _) in &sessions {
-            self.send_input(id, command)?;
+        // A session that ends meanwhile (removed, terminated, its manager shutting down)
+        // is left out rather than failing the broadcast after others got the command.
+        let sessions: Vec<_> = sessions
+            .into_iter()
+            .filter(|(_, s)| s.send_input(command).is_ok())
+            .collect();
+        if sessions.is_empty() {
+            return Err(Error::VmNotFound(format!(
+                "No attached sessions found matching pattern: {pattern}"
+            )));
         }
         let mut out = Map::new();
         for (id, s) in sessions {
