@@ -150,3 +150,40 @@ fn a_broadcast_racing_shutdown_all_gives_documented_statuses() {
         assert_eq!(bioxen_vm_manager_free(m), OK);
     }
 }
+
+/// A call with a timeout on a VM busy with an endless job waited for the VM without limit.
+#[test]
+fn a_timeout_covers_waiting_for_a_busy_vm() {
+    let m = manager(r#"{"max_workers": 2}"#);
+    let v = c("v");
+    assert_eq!(
+        unsafe { bioxen_vm_manager_create_vm(m, v.as_ptr(), null()) },
+        OK
+    );
+    let mut job = 0;
+    let spin = "while true do end";
+    assert_eq!(
+        unsafe {
+            bioxen_vm_manager_execute_async(
+                m,
+                v.as_ptr(),
+                spin.as_ptr().cast(),
+                spin.len(),
+                null(),
+                0,
+                &mut job,
+            )
+        },
+        OK
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let t = Instant::now();
+    let (st, msg) = mexec(m, "v", "return 1", 300).expect_err("the VM is busy");
+    assert_eq!(st, S::Timeout.code(), "{msg}");
+    assert!(
+        msg.starts_with("Lua execution timed out after 0.3 seconds"),
+        "{msg}"
+    );
+    assert!(t.elapsed() < Duration::from_millis(300) + Duration::from_millis(400));
+    assert_eq!(bioxen_vm_manager_free(m), OK);
+}

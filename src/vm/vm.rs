@@ -239,13 +239,29 @@ impl Vm {
         cancel: Option<&AtomicBool>,
         f: impl FnOnce(&mut dyn Backend, Option<Duration>) -> Result<T>,
     ) -> Result<T> {
-        let mut backend = self.backend.lock();
-        if self.poisoned.load(Relaxed) {
-            return Err(self.poisoned_error());
-        }
         // A backend adds the timeout to `Instant::now()`: past the deadline horizon it is no
         // limit at all, so that sum cannot overflow whatever number the caller gave.
         let timeout = crate::deadline::bounded(timeout.or(self.options.timeout));
+        // Waiting for the VM (busy with another call) counts against the call's limit: a
+        // call with a timeout never waits past it.
+        let asked = timeout;
+        let (mut backend, timeout) = match timeout {
+            None => (self.backend.lock(), None),
+            Some(t) => {
+                let waited = std::time::Instant::now();
+                let b = self.backend.try_lock_for(t).ok_or_else(|| {
+                    Error::Timeout(format!(
+                        "{}; the VM was busy with another call the whole time",
+                        crate::vm::timeout_message(Some(t))
+                    ))
+                })?;
+                let left = t.saturating_sub(waited.elapsed());
+                (b, Some(left.max(Duration::from_nanos(1))))
+            }
+        };
+        if self.poisoned.load(Relaxed) {
+            return Err(self.poisoned_error());
+        }
         let guard = PoisonGuard(&self.poisoned);
         self.busy.store(true, Relaxed);
         // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
@@ -257,7 +273,17 @@ impl Vm {
             }
             *running = tag;
         }
-        let r = f(&mut **backend, timeout);
+        let mut r = f(&mut **backend, timeout);
+        if timeout != asked {
+            // A timeout names the call's limit, not what was left of it after the wait.
+            if let Err(Error::Timeout(m)) = &mut r {
+                *m = m.replacen(
+                    &crate::vm::timeout_message(timeout),
+                    &crate::vm::timeout_message(asked),
+                    1,
+                );
+            }
+        }
         if tag != 0 {
             *self.running_tag.lock() = 0;
         }
