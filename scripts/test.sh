@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # --- system packages -------------------------------------------------------------------
-packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.4-dev lua-socket libssl-dev zlib1g-dev openssh-server openssh-client python3 python3-venv python3-dev)
+packages=(gcc g++ make binutils pkg-config valgrind lua5.1 lua5.4 liblua5.4-dev lua-socket libssl-dev zlib1g-dev openssh-server openssh-client openssl python3 python3-venv python3-dev nodejs)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -19,6 +19,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# npm ships with some builds of nodejs, and is a package of its own in Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] && sudo="" || sudo="sudo"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm >/dev/null
 fi
 
 # --- Rust --------------------------------------------------------------------------------
@@ -50,7 +56,13 @@ make --no-print-directory test-install
 # --- Python ------------------------------------------------------------------------------
 echo "==> Python venv (target/pyvenv: pytest, cffi)"
 python3 -m venv target/pyvenv
-target/pyvenv/bin/pip install --quiet --disable-pip-version-check pytest cffi
+target/pyvenv/bin/pip install --quiet --disable-pip-version-check pytest cffi XenAPI
+echo "==> npm xen-api (target/npm), the independent JSON-RPC client of the fake XAPI"
+mkdir -p target/npm
+npm install --prefix target/npm --no-audit --no-fund --silent xen-api@4.7.6 >/dev/null
+echo "==> the fake XAPI checked by the published clients (Python XenAPI, npm xen-api)"
+python3 tests/rig/fake_xapi.py run -- target/pyvenv/bin/python tests/xapi_clients/xenapi_check.py
+XEN_API_MODULE_DIR="$PWD/target/npm" python3 tests/rig/fake_xapi.py run -- node tests/xapi_clients/xen_api_check.mjs
 echo "==> agent protocol tests (every lua5.x installed)"
 PYTHONDONTWRITEBYTECODE=1 target/pyvenv/bin/python -m pytest -q -p no:cacheprovider tests/agent
 echo "==> Python package (ctypes and cffi backends)"
