@@ -1236,6 +1236,79 @@ int32_t bioxen_vm_interrupt(uint64_t vm, bool *out_was_running);
  */
 int32_t bioxen_vm_info(uint64_t vm, struct bioxen_vm_bytes *out_json);
 
+/**
+ * Opens an XAPI session (logs in) and writes its handle to `*out_session`.
+ *
+ * `config_json` is a JSON object: `url` ("https://host[:port]", "http://..." or a bare
+ * host, which means https), `username`, `password` (never shown in messages, logs or
+ * info), and at most one of `tls_fingerprint` (the SHA-256 digest of the host's
+ * certificate, 64 hex digits with or without colons, as `openssl x509 -noout
+ * -fingerprint -sha256` prints it: XCP-ng hosts present self-signed certificates, so
+ * this is the usual way), `ca_file` (a PEM file of trusted roots) and `insecure` (true:
+ * nothing is checked, logged as a warning); with none, the system's roots are used.
+ * Limits: `connect_timeout` (seconds, 10), `call_timeout` (seconds per HTTP request, 60),
+ * `max_calls_in_flight` (20), `poll_interval` (seconds between polls of a task, 0.25),
+ * `transient_retries` (10) and `retry_backoff` (seconds, 0.5, doubling up to 5).
+ * Unknown keys, and a key given twice, are an error.
+ *
+ * The session logs in with the originator "bioxen_vm/<version>" (JSON-RPC; XML-RPC when
+ * the host does not serve JSON-RPC), follows HOST_IS_SLAVE to the pool master once, logs
+ * in again and retries once on SESSION_INVALID, and retries lost connections only for
+ * read-only calls. Blocks while it connects and logs in. The caller owns the handle and
+ * closes it with `bioxen_vm_xapi_close`; the handle may be used from any thread, by
+ * several at once.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, XCPNG_CONNECTION_ERROR
+ * (unreachable host, refused certificate, refused login), TIMEOUT, VM_MANAGER_ERROR (any
+ * other XAPI error).
+ *
+ * # Safety
+ * `config_json` must be a NUL-terminated string; `out_session` must be valid for writes.
+ */
+int32_t bioxen_vm_xapi_open(const char *config_json, uint64_t *out_session);
+
+/**
+ * Calls the XAPI method `method` (e.g. "VM.get_all_records", "Async.VM.start") with the
+ * JSON array `params_json` (NULL or "" for none; the session reference is put first by
+ * the library, except for `system.*` methods). On success writes the result as JSON to
+ * `*out_result` (free with `bioxen_vm_bytes_free`). On an XAPI error writes
+ * `{"code": "<XAPI error code>", "params": [...]}` to `*out_error` (if not NULL; free it
+ * too); other failures are written there with the codes "TRANSPORT", "PROTOCOL", "TLS",
+ * "TIMEOUT". Integers are 64-bit; XAPI's non-finite floats arrive as the strings
+ * "Infinity", "-Infinity", "NaN". `session.logout` is refused: close the session.
+ * Any thread, concurrently.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT,
+ * VM_MANAGER_ERROR (XAPI answered with an error), XCPNG_CONNECTION_ERROR, TIMEOUT.
+ *
+ * # Safety
+ * `method` must be a NUL-terminated string; `params_json` NULL or NUL-terminated;
+ * `out_result` valid for writes; `out_error` NULL or valid for writes.
+ */
+int32_t bioxen_vm_xapi_call(uint64_t session,
+                            const char *method,
+                            const char *params_json,
+                            struct bioxen_vm_bytes *out_result,
+                            struct bioxen_vm_bytes *out_error);
+
+/**
+ * Writes facts about the session as JSON to `*out_json` (free with
+ * `bioxen_vm_bytes_free`): `url` (where calls go now: the master's address after a
+ * HOST_IS_SLAVE redirect), `protocol` ("json-rpc" | "xml-rpc"), `open`, and the counters
+ * `requests`, `logins`, `retries`. Any thread.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
+ *
+ * # Safety
+ * `out_json` must be valid for writes.
+ */
+int32_t bioxen_vm_xapi_info(uint64_t session, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Logs the session out and frees the handle (calls running on other threads finish
+ * first; the logout happens when the last of them returns). `session == 0` is a no-op.
+ * Any thread. A failed logout is logged, not returned.
+ * Statuses: OK, INVALID_HANDLE.
+ */
+int32_t bioxen_vm_xapi_close(uint64_t session);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

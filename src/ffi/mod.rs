@@ -12,6 +12,7 @@ mod result_buffer;
 mod session;
 pub mod types;
 mod vm;
+mod xapi;
 
 pub use cluster::*;
 pub use files::*;
@@ -23,3 +24,4 @@ pub use result_buffer::*;
 pub use session::*;
 pub use types::{bioxen_vm_bytes, bioxen_vm_result};
 pub use vm::*;
+pub use xapi::*;

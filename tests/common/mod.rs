@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod sshd;
+pub mod xapi_fake;
 
 use bioxen_vm::ffi::*;
 use std::ffi::{CStr, CString};

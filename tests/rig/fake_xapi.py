@@ -33,7 +33,9 @@ Control: POST /fake/control with a JSON object {"op": ...}:
   reset_stats
   config {...}                guest_delay, linklocal_delay, no_ip, ip_device, latency
                               {method: seconds}, task_steps, clean_shutdown ("ok",
-                              "lacks_feature", "hang")
+                              "lacks_feature", "hang"), step_delay (every call),
+                              infinity (bare Infinity in VM records), no_jsonrpc (an
+                              old host: /jsonrpc is a 404)
   fault {method, nth, times, error: [CODE, params...] | action: drop|delay|slave,
          seconds}             fail the nth call (1-based, counted from now) of method;
                               Async.X counts as a call of X and fails in its task
@@ -131,7 +133,7 @@ class Fake:
         self.dir = tempfile.mkdtemp(prefix="bioxen_vm-fake-xapi-")
         self.cfg = {"guest_delay": 0.3, "linklocal_delay": 0.2, "no_ip": False, "ip_device": 0,
                     "latency": {}, "task_steps": 4, "clean_shutdown": "ok", "step_delay": 0.0,
-                    "infinity": True}
+                    "infinity": True, "no_jsonrpc": False}
         self.faults = []
         self.counts = {}
         self.stats = {"connections": 0, "requests": 0, "inflight": 0, "max_inflight": 0, "uploads": 0}
@@ -941,7 +943,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             f.stats["inflight"] += 1
             f.stats["max_inflight"] = max(f.stats["max_inflight"], f.stats["inflight"])
         try:
-            if path == "/jsonrpc":
+            if path == "/jsonrpc" and f.cfg["no_jsonrpc"]:
+                self.reply(404, "<html><body>not found</body></html>", "text/html")
+            elif path == "/jsonrpc":
                 self.jsonrpc(data)
             else:
                 self.xmlrpc(data)
