@@ -17,6 +17,7 @@ pub mod ssh;
 pub mod transport;
 #[allow(clippy::module_inception)]
 mod vm;
+pub mod xcpng;
 
 pub use options::{Sandbox, VmKind, VmOptions};
 pub use output::{ExecOutput, ExecRequest, ReplStep};

@@ -97,16 +97,41 @@ impl Vm {
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
             VmKind::Process => Box::new(crate::vm::process::new(&options)?),
             VmKind::Ssh => Box::new(crate::vm::ssh::new(&options)?),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "VM type '{}' is not built in this version (available: basic, process, ssh)",
-                    other.name()
-                )))
-            }
+            VmKind::Xcpng => Box::new(crate::vm::xcpng::new(&options, None)?),
         };
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    /// An xcpng VM whose deploy reports to `observer` (see [`crate::vm::xcpng::Observer`]).
+    pub fn new_xcpng(
+        name: &str,
+        options: VmOptions,
+        observer: Option<crate::vm::xcpng::Observer>,
+    ) -> Result<Arc<Vm>> {
+        if options.kind != VmKind::Xcpng {
+            return Err(Error::invalid(
+                "these options are not of an xcpng VM (vm_type)",
+            ));
+        }
+        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let name = if name.is_empty() {
+            format!("vm{serial}")
+        } else {
+            name.to_string()
+        };
+        let backend = Box::new(crate::vm::xcpng::new(&options, observer)?);
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    fn with_backend(
+        serial: u64,
+        name: String,
+        options: VmOptions,
+        backend: Box<dyn Backend>,
+    ) -> Arc<Vm> {
         let stopper = backend.stopper();
         log::debug!(target: "bioxen_vm::vm", "created VM '{name}' ({})", options.kind.name());
-        Ok(Arc::new(Vm {
+        Arc::new(Vm {
             serial,
             name,
             options,
@@ -118,7 +143,7 @@ impl Vm {
             executions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             running_tag: Mutex::new(0),
-        }))
+        })
     }
 
     /// What logs and `info` call the VM.

@@ -24,7 +24,7 @@ pub const TRANSIENT: &[&str] = &[
 pub struct Watch<'a> {
     /// Whether the caller wants the operation stopped.
     pub cancelled: &'a (dyn Fn() -> bool + Sync),
-    /// Progress from 0 to 1 as XAPI reports it.
+    /// Progress from 0 to 1 as XAPI reports it, never decreasing; called at every poll.
     pub progress: &'a mut dyn FnMut(f64),
     /// When to give up (cancelling the task).
     pub deadline: Deadline,
@@ -124,7 +124,7 @@ fn follow(
 ) -> Result<Value, XapiError> {
     let poll = client.config().poll_interval;
     let mut cancel_sent: Option<(Instant, &'static str)> = None;
-    let mut last = -1.0;
+    let mut last: f64 = 0.0;
     let mut failures = 0;
     loop {
         let rec = match client.call("task.get_record", &[Value::from(task)]) {
@@ -163,12 +163,12 @@ fn follow(
             }
             _ => {}
         }
+        // Every poll reports (an unchanged value too), so that a caller can cancel while
+        // the task makes no progress.
         if let Some(p) = field(&rec, "progress").as_f64() {
-            if p > last {
-                last = p;
-                (watch.progress)(p.clamp(0.0, 1.0));
-            }
+            last = last.max(p.clamp(0.0, 1.0));
         }
+        (watch.progress)(last);
         match cancel_sent {
             None => {
                 let why = if (watch.cancelled)() {
