@@ -103,6 +103,17 @@ impl Manager {
         Ok(())
     }
 
+    /// How many VMs of these options a cluster call builds at once: xcpng VMs deploy in
+    /// parallel (each waits on its pool for seconds), the others one after the other.
+    pub(crate) fn parallel_builds(&self, options_json: &str) -> Result<usize> {
+        let o = VmOptions::from_json(&parse_object(options_json, "VM options")?, &self.defaults)?;
+        Ok(if o.kind == crate::vm::VmKind::Xcpng {
+            crate::vm::xcpng::PARALLEL_DEPLOYS
+        } else {
+            1
+        })
+    }
+
     pub fn create_vm(&self, vm_id: &str, options_json: &str) -> Result<Arc<Vm>> {
         let map = parse_object(options_json, "VM options")?;
         self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)
@@ -300,9 +311,12 @@ impl Manager {
         options_json: &str,
         auto_attach: bool,
     ) -> Result<Arc<Session>> {
-        // Interactive VMs are persistent, as in the original.
+        // Interactive VMs are persistent, as in the original (but an xcpng VM is only kept
+        // on its pool when asked: for it, persistent means "leave the VM there").
         let mut map = parse_object(options_json, "VM options")?;
-        map.entry("persistent").or_insert(Value::Bool(true));
+        if get_str(&map, "vm_type")? != Some("xcpng") {
+            map.entry("persistent").or_insert(Value::Bool(true));
+        }
         let vm = self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)?;
         let session = Session::new(vm_id, vm, auto_attach, self.scheduler());
         self.sessions

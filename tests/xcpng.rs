@@ -554,3 +554,48 @@ fn interrupts_and_timeouts_behave_as_on_ssh_vms() {
     drop(vm);
     f.assert_clean(CLEAN);
 }
+
+#[test]
+fn a_cluster_deploys_in_parallel_on_one_session_with_bounded_calls() {
+    let f = Fake::start();
+    let k = Keys::new();
+    // Each call takes a little while on the pool, so that parallel deploys overlap.
+    f.config(json!({"step_delay": 0.01}));
+    let mut m = 0;
+    let mo = c(r#"{"max_workers": 4}"#);
+    assert_eq!(unsafe { bioxen_vm_manager_new(mo.as_ptr(), &mut m) }, OK);
+    let o = c(&options(&f, &k, json!({"max_calls_in_flight": 5})).to_string());
+    let id = c("xc");
+    let mut ids = bioxen_vm_bytes::empty();
+    let t = Instant::now();
+    let st = unsafe { bioxen_vm_manager_create_cluster(m, id.as_ptr(), 6, o.as_ptr(), &mut ids) };
+    assert_eq!(st, OK, "{}", last_error());
+    let took = t.elapsed();
+    assert_eq!(take_json(ids).as_array().unwrap().len(), 6);
+    let st = f.stats();
+    assert_eq!(
+        st["calls"]["session.login_with_password"], 1,
+        "one session per pool: {st}"
+    );
+    assert!(st["max_inflight"].as_u64().unwrap() <= 5, "{st}");
+    assert!(
+        st["max_inflight"].as_u64().unwrap() >= 2,
+        "the deploys did not overlap: {st}"
+    );
+    for i in 0..6 {
+        let r = mexec(m, &format!("xc_{i:03}"), "return 10 + 1", 0).unwrap();
+        assert_eq!(r.values, json!([11]));
+    }
+    eprintln!("6 VMs deployed as one cluster in {took:?}");
+    assert_eq!(bioxen_vm_manager_free(m), OK);
+    f.assert_clean(CLEAN);
+    // A cluster with one failing deploy: all or none.
+    f.fault(json!({"method": "VM.start", "nth": 3, "error": ["NO_HOSTS_AVAILABLE"]}));
+    assert_eq!(unsafe { bioxen_vm_manager_new(mo.as_ptr(), &mut m) }, OK);
+    let mut ids = bioxen_vm_bytes::empty();
+    let st = unsafe { bioxen_vm_manager_create_cluster(m, id.as_ptr(), 5, o.as_ptr(), &mut ids) };
+    assert_eq!(st, S::VmManagerError as i32, "{}", last_error());
+    assert!(last_error().contains("NO_HOSTS_AVAILABLE"));
+    assert_eq!(bioxen_vm_manager_free(m), OK);
+    f.assert_clean(CLEAN);
+}

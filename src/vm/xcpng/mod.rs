@@ -27,6 +27,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How many xcpng VMs one cluster call deploys at once (their XAPI calls share the pool's
+/// session and its bound on calls in flight).
+pub const PARALLEL_DEPLOYS: usize = 8;
+
 /// An `xcpng` VM: the deployed VM on the pool and the ssh VM on its guest.
 pub struct XcpngVm {
     /// Dropped first when the VM goes (the agent stops before the VM is shut down).
