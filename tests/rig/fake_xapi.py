@@ -18,11 +18,15 @@ domain build). After `guest_delay` seconds the guest metrics report a link-local
 then the guest's address (unless `no_ip`).
 
     python3 tests/rig/fake_xapi.py serve      # prints one JSON line: ports, fingerprint...
-    python3 tests/rig/fake_xapi.py run -- COMMAND...
+    python3 tests/rig/fake_xapi.py run [--http] -- COMMAND...
 
-`run` starts the fake, runs COMMAND with BIOXEN_TEST_XAPI (that JSON line) in the
-environment, stops the fake and exits with COMMAND's status. The fake stops its guests
-and removes its directory on SIGTERM, SIGINT or the end of its stdin... (see `serve`).
+`run` starts the fake, runs COMMAND with BIOXEN_TEST_XAPI (that JSON line),
+BIOXEN_TEST_XAPI_SESSION (the JSON config of a session on it, TLS pinned) and
+BIOXEN_TEST_XCPNG_OPTIONS (the JSON options of an xcpng VM on it, with a guest key made
+for the run; with --http both use plain HTTP, for programs run under valgrind, which
+cannot follow ring's assembly AES-GCM and reports false uninitialised bytes in TLS records)
+in the environment, stops the fake and exits with COMMAND's status. The fake
+stops its guests and removes its directory on SIGTERM, SIGINT or the end of its stdin.
 
 Control: POST /fake/control with a JSON object {"op": ...}:
   state                       every object, by class
@@ -1115,14 +1119,28 @@ def serve(argv):
     fake.stop()
 
 
-def run(argv):
+def run(argv, http=False):
     p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
         if not line:
             raise RuntimeError("the fake XAPI did not start")
-        env = dict(os.environ, BIOXEN_TEST_XAPI=line.strip())
+        info = json.loads(line)
+        key = os.path.join(info["dir"], "guest_ed25519")
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bioxen-test", "-f", key],
+                       check=True, capture_output=True)
+        url = info["http"] if http else info["https"]
+        tls = {} if http else {"tls_fingerprint": info["fingerprint"]}
+        session = dict({"url": url, "username": info["username"], "password": info["password"]}, **tls)
+        vm = dict({"vm_type": "xcpng", "xcp_host": url, "xcp_username": info["username"],
+                   "xcp_password": info["password"]}, **tls)
+        vm.update({
+            "template_name": "Debian Bookworm 12", "vm_username": info["guest_user"], "vm_key_file": key,
+            "guest_port": info["guest_port"], "expected_ip_cidr": "127.0.0.0/8", "lua_executable": "lua5.4",
+            "boot_timeout": 60, "poll_interval": 0.05, "retry_backoff": 0.05})
+        env = dict(os.environ, BIOXEN_TEST_XAPI=line.strip(), BIOXEN_TEST_XAPI_SESSION=json.dumps(session),
+                   BIOXEN_TEST_XCPNG_OPTIONS=json.dumps(vm))
         return subprocess.call(argv, env=env)
     finally:
         p.send_signal(signal.SIGTERM)
@@ -1139,6 +1157,8 @@ def main(argv):
         return 0
     if len(argv) >= 3 and argv[0] == "run" and argv[1] == "--":
         return run(argv[2:])
+    if len(argv) >= 4 and argv[0] == "run" and argv[1] == "--http" and argv[2] == "--":
+        return run(argv[3:], http=True)
     sys.stderr.write(__doc__)
     return 2
 
