@@ -188,18 +188,15 @@ fn section_owntime(cx: &Ctx) -> (Vec<Row>, String) {
         cpu.push((cpu_seconds() - c0) * 1e9);
         let info = info_of(&vm);
         let steps = &info["deploy_timings"];
-        let x: f64 = [
-            "login",
-            "find template",
-            "clone",
-            "tag",
-            "configure",
-            "provision",
-            "start",
-        ]
-        .iter()
-        .filter_map(|s| steps[*s].as_f64())
-        .sum();
+        // The XAPI steps: from login to start (the rest waits for the guest).
+        let start = bioxen_vm::vm::xcpng::deploy::STEPS
+            .iter()
+            .position(|s| *s == "start")
+            .expect("a start step");
+        let x: f64 = bioxen_vm::vm::xcpng::deploy::STEPS[..=start]
+            .iter()
+            .filter_map(|s| steps[*s].as_f64())
+            .sum();
         xapi.push(x * 1e9);
         drop(vm);
         pool.clean();
