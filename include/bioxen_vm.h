@@ -1372,6 +1372,28 @@ int32_t bioxen_vm_xcpng_new(const char *options_json,
                             uint64_t *out_vm);
 
 /**
+ * Deploys the xcpng VM `vm_id` of the manager, as `bioxen_vm_manager_create_vm` does
+ * with `"vm_type": "xcpng"` (the options of `bioxen_vm_xcpng_new`; the manager's defaults
+ * apply), reporting each step to `progress` (NULL: only logged) as `bioxen_vm_xcpng_new`
+ * does, so that a deploy can be watched and cancelled. With `interactive`, the VM also
+ * gets its interactive session (not attached), as `bioxen_vm_manager_create_interactive_vm`
+ * gives (but it is not made persistent: an xcpng VM is only kept on its pool when
+ * `persistent` is given). Blocks until the agent runs on the guest. Any thread; the
+ * callback runs on the calling thread.
+ * Statuses: as `bioxen_vm_xcpng_new`, and INVALID_HANDLE, VM_ALREADY_EXISTS.
+ *
+ * # Safety
+ * `vm_id` and `options_json` must be NUL-terminated strings; `user_data` is passed to
+ * `progress` unchanged.
+ */
+int32_t bioxen_vm_manager_create_xcpng_vm(uint64_t manager,
+                                          const char *vm_id,
+                                          const char *options_json,
+                                          bool interactive,
+                                          bioxen_vm_progress_fn progress,
+                                          void *user_data);
+
+/**
  * Finds the objects this library tagged on the pool of `session` (a handle from
  * `bioxen_vm_xapi_open`) whose owner is gone (made on this machine by a process that no
  * longer runs; with `any_owner`, made by anyone, this process included) and removes them:

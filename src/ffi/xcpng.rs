@@ -92,17 +92,59 @@ pub unsafe extern "C" fn bioxen_vm_xcpng_new(
         }
         let options = VmOptions::from_json(&map, &VmOptions::default())?;
         debug_assert_eq!(options.kind, VmKind::Xcpng);
-        let observer: Option<crate::vm::xcpng::Observer> = progress.map(|f| {
-            let ud = UserData(user_data);
-            Arc::new(move |ev: &serde_json::Value| {
-                let text = CString::new(ev.to_string().replace('\0', "")).unwrap_or_default();
-                let ud = &ud;
-                // SAFETY: the caller's callback with its own user data, as documented.
-                unsafe { f(text.as_ptr(), ud.0) == 0 }
-            }) as crate::vm::xcpng::Observer
-        });
-        let vm = Vm::new_xcpng("", options, observer)?;
+        let vm = Vm::new_xcpng("", options, observer(progress, user_data))?;
         *out_vm = registry::add_vm(vm);
+        Ok(())
+    })
+}
+
+/// The observer that hands events to a C callback.
+fn observer(
+    progress: bioxen_vm_progress_fn,
+    user_data: *mut c_void,
+) -> Option<crate::vm::xcpng::Observer> {
+    progress.map(|f| {
+        let ud = UserData(user_data);
+        Arc::new(move |ev: &serde_json::Value| {
+            let text = CString::new(ev.to_string().replace('\0', "")).unwrap_or_default();
+            let ud = &ud;
+            // SAFETY: the caller's callback with its own user data, as documented.
+            unsafe { f(text.as_ptr(), ud.0) == 0 }
+        }) as crate::vm::xcpng::Observer
+    })
+}
+
+/// Deploys the xcpng VM `vm_id` of the manager, as `bioxen_vm_manager_create_vm` does
+/// with `"vm_type": "xcpng"` (the options of `bioxen_vm_xcpng_new`; the manager's defaults
+/// apply), reporting each step to `progress` (NULL: only logged) as `bioxen_vm_xcpng_new`
+/// does, so that a deploy can be watched and cancelled. With `interactive`, the VM also
+/// gets its interactive session (not attached), as `bioxen_vm_manager_create_interactive_vm`
+/// gives (but it is not made persistent: an xcpng VM is only kept on its pool when
+/// `persistent` is given). Blocks until the agent runs on the guest. Any thread; the
+/// callback runs on the calling thread.
+/// Statuses: as `bioxen_vm_xcpng_new`, and INVALID_HANDLE, VM_ALREADY_EXISTS.
+///
+/// # Safety
+/// `vm_id` and `options_json` must be NUL-terminated strings; `user_data` is passed to
+/// `progress` unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn bioxen_vm_manager_create_xcpng_vm(
+    manager: u64,
+    vm_id: *const c_char,
+    options_json: *const c_char,
+    interactive: bool,
+    progress: bioxen_vm_progress_fn,
+    user_data: *mut c_void,
+) -> i32 {
+    call(|| {
+        let id = super::boundary::text(vm_id, "vm_id")?;
+        let o = super::boundary::text(options_json, "options_json")?;
+        registry::manager(manager)?.create_xcpng_vm(
+            id,
+            o,
+            interactive,
+            observer(progress, user_data),
+        )?;
         Ok(())
     })
 }

@@ -137,6 +137,23 @@ static void test_deploy(const char *cfg, const char *vm_options)
     CHECK_ERROR(bioxen_vm_xcpng_new(NULL, NULL, NULL, &vm), BIOXEN_VM_STATUS_NULL_POINTER,
                 "options_json");
 
+    /* A manager's interactive xcpng VM: one state for the session and executions. */
+    uint64_t m = 0;
+    bioxen_vm_bytes out = {0};
+    struct progress mp = {0, 0, 0, NULL};
+    CHECK_OK(bioxen_vm_manager_new(NULL, &m));
+    CHECK_OK(bioxen_vm_manager_create_xcpng_vm(m, "x1", vm_options, true, on_progress, &mp));
+    CHECK(mp.saw_agent);
+    CHECK_OK(bioxen_vm_manager_execute_interactive_command(m, "x1", "y = 21", 6, 5000, &out));
+    bioxen_vm_bytes_free(&out);
+    CHECK_OK(bioxen_vm_manager_execute_interactive_command(m, "x1", "print(y * 2)", 12, 5000, &out));
+    CHECK_TEXT(out, "42\n");
+    bioxen_vm_bytes_free(&out);
+    CHECK_ERROR(bioxen_vm_manager_create_xcpng_vm(m, "x1", vm_options, false, NULL, NULL),
+                BIOXEN_VM_STATUS_VM_ALREADY_EXISTS, "x1");
+    CHECK_OK(bioxen_vm_manager_free(m));
+    CHECK(!tagged_left(s));
+
     CHECK_OK(bioxen_vm_xcpng_sweep(s, false, &report));
     CHECK_CONTAINS(report.data, "\"vms\":[]");
     bioxen_vm_bytes_free(&report);
