@@ -35,10 +35,11 @@ cargo clippy --all-targets --quiet -- -D warnings
 echo "==> cargo test"
 cargo test --quiet 2>&1 | tee target/rust-tests.log
 grep -q "test result: FAILED" target/rust-tests.log && exit 1
-# The behaviour suites again on process VMs (a child lua5.4, then lua5.1, behind the agent)
-# and on ssh VMs (the same interpreters behind a private sshd on 127.0.0.1 that the suites
-# start and stop themselves).
-for kind in process ssh; do
+# The behaviour suites again on process VMs (a child lua5.4, then lua5.1, behind the agent),
+# on ssh VMs (the same interpreters behind a private sshd on 127.0.0.1 that the suites
+# start and stop themselves) and on xcpng VMs (deployed on the fake XAPI, whose guests are
+# private sshd on 127.0.0.N).
+for kind in process ssh xcpng; do
     for lua in lua5.4 lua5.1; do
         echo "==> cargo test (sessions, clusters, kinds) on $kind VMs running $lua"
         BIOXEN_TEST_VM_TYPE=$kind BIOXEN_TEST_LUA=$lua \

@@ -48,11 +48,11 @@ pub struct Manager {
 impl Manager {
     pub fn new(options_json: &str) -> Result<Manager> {
         let map = parse_object(options_json, "manager options")?;
-        // A manager of ssh VMs may hold their connection options as defaults too.
-        let ssh_keys: &[&str] = if get_str(&map, "vm_type")? == Some("ssh") {
-            crate::vm::ssh::options::SSH_OPTION_KEYS
-        } else {
-            &[]
+        // A manager of ssh (or xcpng) VMs may hold their own options as defaults too.
+        let ssh_keys: &[&str] = match get_str(&map, "vm_type")? {
+            Some("ssh") => crate::vm::ssh::options::SSH_OPTION_KEYS,
+            Some("xcpng") => crate::vm::xcpng::options::XCPNG_OPTION_KEYS,
+            _ => &[],
         };
         let known: Vec<&str> = MANAGER_KEYS
             .iter()

@@ -234,7 +234,10 @@ impl VmOptions {
                 base.ssh.as_ref(),
             )?);
         } else if o.kind == VmKind::Xcpng {
-            o.xcpng = Some(crate::vm::xcpng::XcpngOptions::from_json(own())?);
+            o.xcpng = Some(crate::vm::xcpng::XcpngOptions::from_json(
+                own(),
+                base.xcpng.as_ref(),
+            )?);
         } else {
             reject_unknown(map, VM_OPTION_KEYS, "VM")?;
         }

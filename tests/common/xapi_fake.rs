@@ -6,6 +6,7 @@
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub struct Fake {
@@ -139,5 +140,72 @@ impl Drop for Fake {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// One fake (and a guest key) for a whole test binary (the shared behaviour suites on
+/// xcpng VMs), stopped by its pid when the binary exits (it stops its guests).
+pub struct Shared {
+    pub fake: Fake,
+    pub key: std::path::PathBuf,
+}
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+static SHARED_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn stop_shared() {
+    let pid = SHARED_PID.load(std::sync::atomic::Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: plain syscalls on our own child, at process exit.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+    }
+    if let Some(s) = SHARED.get() {
+        let _ = std::fs::remove_dir_all(s.key.parent().unwrap_or(&s.key));
+    }
+}
+
+pub fn shared() -> &'static Shared {
+    SHARED.get_or_init(|| {
+        let fake = Fake::start();
+        fake.config(json!({"guest_delay": 0, "linklocal_delay": 0}));
+        SHARED_PID.store(
+            fake.child.as_ref().map_or(0, |c| c.id() as i32),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+        let dir =
+            std::env::temp_dir().join(format!("bioxen_vm-xcpng-shared-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("key dir");
+        let key = dir.join("id");
+        super::sshd::keygen(&key, "");
+        // SAFETY: registers a plain function to run at exit.
+        unsafe { libc::atexit(stop_shared) };
+        Shared { fake, key }
+    })
+}
+
+impl Shared {
+    /// An xcpng VM's options as JSON object members, for the shared suites.
+    pub fn members(&self, lua: &str) -> String {
+        let f = &self.fake;
+        let m = json!({
+            "vm_type": "xcpng",
+            "xcp_host": f.s("http"),
+            "xcp_username": f.s("username"),
+            "xcp_password": f.s("password"),
+            "template_name": "Debian Bookworm 12",
+            "vm_username": f.s("guest_user"),
+            "vm_key_file": self.key.to_string_lossy(),
+            "guest_port": f.info["guest_port"],
+            "expected_ip_cidr": "127.0.0.0/8",
+            "lua_executable": lua,
+            "boot_timeout": 60,
+            "poll_interval": 0.02,
+        });
+        let text = m.to_string();
+        text[1..text.len() - 1].to_string()
     }
 }

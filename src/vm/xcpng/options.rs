@@ -229,9 +229,21 @@ pub enum Target {
     Attach(String),
 }
 
+/// The JSON the options came from (for merging a manager's defaults under a VM's own
+/// keys); never shown: `Debug` prints `<json>`, as it holds passwords.
+#[derive(Clone, Default)]
+pub struct Source(serde_json::Map<String, serde_json::Value>);
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<json>")
+    }
+}
+
 /// Validated options of an `xcpng` VM.
 #[derive(Clone, Debug)]
 pub struct XcpngOptions {
+    source: Source,
     pub xapi: XapiConfig,
     pub target: Target,
     /// Name label of the new VM (default `bioxen-<deploy id>`).
@@ -295,8 +307,15 @@ fn valid_id(s: &str) -> bool {
 }
 
 impl XcpngOptions {
-    /// Parses the kind's own keys (the VM options minus the common ones).
-    pub fn from_json(map: serde_json::Map<String, serde_json::Value>) -> Result<Self> {
+    /// Parses the kind's own keys (the VM options minus the common ones) on top of
+    /// `base`'s (a manager's defaults) when there is one.
+    pub fn from_json(
+        own: serde_json::Map<String, serde_json::Value>,
+        base: Option<&XcpngOptions>,
+    ) -> Result<Self> {
+        let mut map = base.map(|b| b.source.0.clone()).unwrap_or_default();
+        map.extend(own);
+        let source = Source(map.clone());
         let raw: Raw = serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| {
             Error::invalid(format!(
                 "xcpng VM options: {e} (xcpng keys: {})",
@@ -435,6 +454,7 @@ impl XcpngOptions {
             seconds(v, key, default, max).map_err(|e| e.into_error("xcpng VM options"))
         };
         Ok(XcpngOptions {
+            source,
             xapi,
             target,
             vm_name: raw.vm_name,
