@@ -356,3 +356,41 @@ fn calls_are_bounded_in_time_and_in_number() {
     f.config(json!({"step_delay": 0}));
     no_sessions(&f);
 }
+
+#[test]
+fn the_fake_speaks_json_rpc_v1_and_refuses_malformed_requests() {
+    // Our client speaks v2; the fake serves v1 too (replies with "error": null), as xapi.
+    let f = Fake::start();
+    let agent = ureq::AgentBuilder::new().build();
+    let url = format!("{}/jsonrpc", f.s("http"));
+    let login = json!({"method": "session.login_with_password",
+                       "params": [f.s("username"), f.s("password")], "id": 7});
+    let r = agent.post(&url).send_string(&login.to_string()).unwrap();
+    assert_eq!(r.content_type(), "application/json");
+    let v: Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(v["id"], 7);
+    let s = v["result"].as_str().unwrap().to_string();
+    let bad = json!({"method": "VM.get_record", "params": [s, "OpaqueRef:x"], "id": 8});
+    let v: Value = serde_json::from_str(
+        &agent
+            .post(&url)
+            .send_string(&bad.to_string())
+            .unwrap()
+            .into_string()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["error"], json!(["HANDLE_INVALID", "VM", "OpaqueRef:x"]));
+    let out = json!({"method": "session.logout", "params": [s], "id": 9});
+    agent.post(&url).send_string(&out.to_string()).unwrap();
+    // No id: HTTP 500 with an HTML body, as xapi answers.
+    match agent
+        .post(&url)
+        .send_string(r#"{"method": "VM.get_all", "params": []}"#)
+    {
+        Err(ureq::Error::Status(500, r)) => assert!(r.into_string().unwrap().contains("html")),
+        other => panic!("{other:?}"),
+    }
+    no_sessions(&f);
+}
