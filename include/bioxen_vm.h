@@ -252,19 +252,26 @@ typedef struct bioxen_vm_result {
   int32_t return_code;
   /**
    * What the code printed (`print`, `io.write`), then the returned values as the Lua REPL
-   * prints them (`tostring`, tab-separated, newline).
+   * prints them (`tostring`, tab-separated, newline). At most `max_output` bytes.
    */
   struct bioxen_vm_bytes stdout_text;
   /**
-   * What the code wrote to `io.stderr` and `warn`, then on error the message and traceback.
+   * What the code wrote to `io.stderr` and `warn`, then on error the message and
+   * traceback. At most `max_output` bytes.
    */
   struct bioxen_vm_bytes stderr_text;
   /**
-   * The returned values as a JSON array (`[]` when none or on error).
+   * The returned values as a JSON array (`[]` when none or on error). Never more than
+   * `max_output` bytes: values that do not fit make the execution a failed result
+   * (`success` false, `return_code` 1, `[]`, error "bioxen_vm: the returned values do
+   * not fit in max_output (N bytes) as JSON"). A table whose keys would collide as JSON
+   * object keys (1 and "1") is `{"$lua_pairs": [[key, value], ...]}`, sorted by the key's
+   * JSON text.
    */
   struct bioxen_vm_bytes values_json;
   /**
-   * On error: the message with its traceback; empty on success.
+   * On error: the message with its traceback; empty on success. Cut to `max_output`
+   * bytes.
    */
   struct bioxen_vm_bytes error_message;
   /**
@@ -272,7 +279,9 @@ typedef struct bioxen_vm_result {
    */
   uint64_t duration_ns;
   /**
-   * Bytes of output dropped because a stream passed the VM's `max_output`.
+   * Bytes the result does not hold because of `max_output`: output past the cap of
+   * stdout or stderr, error text cut (in `error_message` and in `stderr_text`), and the
+   * amount by which values passed it (at least 1).
    */
   uint64_t output_dropped;
 } bioxen_vm_result;

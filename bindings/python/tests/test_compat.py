@@ -633,23 +633,6 @@ def test_xapi_client_reports_an_unreachable_host():
     client.disconnect()
 
 
-def test_ssh_session_manager_raises_at_use():
-    from pylua_bioxen_vm_lib.ssh_session import SSHSessionManager
-
-    ssh = SSHSessionManager("host", "user", password="secret")
-    assert ssh.is_connected() is False
-    assert "secret" not in repr(ssh)
-    for name, args in (("connect", ()), ("start_lua_session", ()), ("send_input", ("x",)),
-                       ("read_output", ()), ("execute_command", ("x",)), ("reconnect", ())):
-        with pytest.raises(NotAvailableError, match="^SSHSessionManager.%s is not available: "
-                           "SSH sessions" % name):
-            getattr(ssh, name)(*args)
-    with pytest.raises(NotAvailableError):
-        with ssh:
-            pass
-    ssh.disconnect()
-
-
 def test_package_layer_raises_at_use():
     from pylua_bioxen_vm_lib import package_manager
     from pylua_bioxen_vm_lib.utils import curator
