@@ -191,6 +191,8 @@ impl Manager {
         let failed = AtomicBool::new(false);
         let errors = parking_lot::Mutex::new(Vec::new());
         let made = parking_lot::Mutex::new(Vec::new());
+        // Serials in id order: the VMs list in id order, whichever deploy ends first.
+        let first = crate::vm::reserve_serials(ids.len());
         std::thread::scope(|s| {
             for _ in 0..parallel.min(ids.len()) {
                 s.spawn(|| loop {
@@ -198,7 +200,7 @@ impl Manager {
                     if i >= ids.len() || failed.load(SeqCst) {
                         break;
                     }
-                    match create(&ids[i]) {
+                    match crate::vm::with_serial(first + i as u64, || create(&ids[i])) {
                         Ok(()) => made.lock().push(i),
                         Err(e) => {
                             failed.store(true, SeqCst);

@@ -34,6 +34,31 @@ pub struct Vm {
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    /// The serial the next VM this thread builds takes (see [`with_serial`]).
+    static PRESET_SERIAL: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Reserves `n` consecutive serials; the first.
+pub fn reserve_serials(n: usize) -> u64 {
+    NEXT_SERIAL.fetch_add(n as u64, Relaxed)
+}
+
+/// Runs `f` with the serial of the next VM this thread builds set to `serial` (one from
+/// [`reserve_serials`]): VMs built in parallel then keep the order of their ids.
+pub fn with_serial<R>(serial: u64, f: impl FnOnce() -> R) -> R {
+    PRESET_SERIAL.with(|p| p.set(Some(serial)));
+    let r = f();
+    PRESET_SERIAL.with(|p| p.set(None));
+    r
+}
+
+fn next_serial() -> u64 {
+    PRESET_SERIAL
+        .with(|p| p.take())
+        .unwrap_or_else(|| NEXT_SERIAL.fetch_add(1, Relaxed))
+}
+
 /// What the counters need to know of an outcome.
 trait Outcome: Sized {
     /// `None` when nothing ran, else whether it ran successfully.
@@ -85,7 +110,7 @@ pub fn is_blank(code: &[u8]) -> bool {
 impl Vm {
     /// Builds a VM of `options.kind`. `name` is what logs and `info` call it (empty: `vm<serial>`).
     pub fn new(name: &str, options: VmOptions) -> Result<Arc<Vm>> {
-        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let serial = next_serial();
         let name = if name.is_empty() {
             format!("vm{serial}")
         } else {
@@ -113,7 +138,7 @@ impl Vm {
                 "these options are not of an xcpng VM (vm_type)",
             ));
         }
-        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let serial = next_serial();
         let name = if name.is_empty() {
             format!("vm{serial}")
         } else {
