@@ -6,6 +6,7 @@
 //!   output capture and stop machinery; [`watchdog`] fires deadlines for every VM.
 //! - [`deadline`]: deadlines from callers' timeouts; [`json`]: strict parsing of callers'
 //!   JSON.
+//! - [`xapi`]: the XAPI client of the `xcpng` kind.
 //! - [`registry`]: the handle table; [`error`] and [`status`]: the error model; [`log`]:
 //!   logging.
 #![allow(non_camel_case_types)]
@@ -26,6 +27,7 @@ pub mod session;
 pub mod status;
 pub mod vm;
 pub mod watchdog;
+pub mod xapi;
 
 pub use error::{Error, Result};
 pub use status::bioxen_vm_status;

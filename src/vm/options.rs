@@ -77,6 +77,8 @@ pub struct VmOptions {
     pub chunk_cache: usize,
     /// The `ssh` kind's own options (host, user, credentials, host-key check).
     pub ssh: Option<crate::vm::ssh::SshOptions>,
+    /// The `xcpng` kind's own options (pool, template, guest).
+    pub xcpng: Option<crate::vm::xcpng::XcpngOptions>,
 }
 
 /// Default cap on the bytes of output one stream keeps per execution.
@@ -98,6 +100,7 @@ impl Default for VmOptions {
             max_output: DEFAULT_MAX_OUTPUT,
             chunk_cache: DEFAULT_CHUNK_CACHE,
             ssh: None,
+            xcpng: None,
         }
     }
 }
@@ -219,15 +222,21 @@ impl VmOptions {
         if let Some(t) = get_str(map, "vm_type")? {
             o.kind = VmKind::parse(t)?;
         }
-        if o.kind == VmKind::Ssh {
-            let own: Map<String, Value> = map
-                .iter()
+        let own = || -> Map<String, Value> {
+            map.iter()
                 .filter(|(k, _)| !VM_OPTION_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+                .collect()
+        };
+        if o.kind == VmKind::Ssh {
             o.ssh = Some(crate::vm::ssh::SshOptions::from_json(
-                own,
+                own(),
                 base.ssh.as_ref(),
+            )?);
+        } else if o.kind == VmKind::Xcpng {
+            o.xcpng = Some(crate::vm::xcpng::XcpngOptions::from_json(
+                own(),
+                base.xcpng.as_ref(),
             )?);
         } else {
             reject_unknown(map, VM_OPTION_KEYS, "VM")?;
@@ -310,6 +319,9 @@ impl VmOptions {
         m.insert("chunk_cache".into(), self.chunk_cache.into());
         if let Some(ssh) = &self.ssh {
             m.extend(ssh.to_json());
+        }
+        if let Some(x) = &self.xcpng {
+            m.extend(x.to_json());
         }
         m
     }

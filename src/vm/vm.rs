@@ -34,6 +34,31 @@ pub struct Vm {
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    /// The serial the next VM this thread builds takes (see [`with_serial`]).
+    static PRESET_SERIAL: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Reserves `n` consecutive serials; the first.
+pub fn reserve_serials(n: usize) -> u64 {
+    NEXT_SERIAL.fetch_add(n as u64, Relaxed)
+}
+
+/// Runs `f` with the serial of the next VM this thread builds set to `serial` (one from
+/// [`reserve_serials`]): VMs built in parallel then keep the order of their ids.
+pub fn with_serial<R>(serial: u64, f: impl FnOnce() -> R) -> R {
+    PRESET_SERIAL.with(|p| p.set(Some(serial)));
+    let r = f();
+    PRESET_SERIAL.with(|p| p.set(None));
+    r
+}
+
+fn next_serial() -> u64 {
+    PRESET_SERIAL
+        .with(|p| p.take())
+        .unwrap_or_else(|| NEXT_SERIAL.fetch_add(1, Relaxed))
+}
+
 /// What the counters need to know of an outcome.
 trait Outcome: Sized {
     /// `None` when nothing ran, else whether it ran successfully.
@@ -85,7 +110,7 @@ pub fn is_blank(code: &[u8]) -> bool {
 impl Vm {
     /// Builds a VM of `options.kind`. `name` is what logs and `info` call it (empty: `vm<serial>`).
     pub fn new(name: &str, options: VmOptions) -> Result<Arc<Vm>> {
-        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let serial = next_serial();
         let name = if name.is_empty() {
             format!("vm{serial}")
         } else {
@@ -97,16 +122,41 @@ impl Vm {
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
             VmKind::Process => Box::new(crate::vm::process::new(&options)?),
             VmKind::Ssh => Box::new(crate::vm::ssh::new(&options)?),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "VM type '{}' is not built in this version (available: basic, process, ssh)",
-                    other.name()
-                )))
-            }
+            VmKind::Xcpng => Box::new(crate::vm::xcpng::new(&options, None)?),
         };
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    /// An xcpng VM whose deploy reports to `observer` (see [`crate::vm::xcpng::Observer`]).
+    pub fn new_xcpng(
+        name: &str,
+        options: VmOptions,
+        observer: Option<crate::vm::xcpng::Observer>,
+    ) -> Result<Arc<Vm>> {
+        if options.kind != VmKind::Xcpng {
+            return Err(Error::invalid(
+                "these options are not of an xcpng VM (vm_type)",
+            ));
+        }
+        let serial = next_serial();
+        let name = if name.is_empty() {
+            format!("vm{serial}")
+        } else {
+            name.to_string()
+        };
+        let backend = Box::new(crate::vm::xcpng::new(&options, observer)?);
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    fn with_backend(
+        serial: u64,
+        name: String,
+        options: VmOptions,
+        backend: Box<dyn Backend>,
+    ) -> Arc<Vm> {
         let stopper = backend.stopper();
         log::debug!(target: "bioxen_vm::vm", "created VM '{name}' ({})", options.kind.name());
-        Ok(Arc::new(Vm {
+        Arc::new(Vm {
             serial,
             name,
             options,
@@ -118,7 +168,7 @@ impl Vm {
             executions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             running_tag: Mutex::new(0),
-        }))
+        })
     }
 
     /// What logs and `info` call the VM.

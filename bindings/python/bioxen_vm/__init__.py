@@ -39,6 +39,7 @@ from .manager import VMCluster, VMManager
 from .networking import LuaScriptTemplate, validate_host, validate_port
 from .session import InteractiveSession, SessionManager
 from .vm import LuaProcess, ManagedLuaVM, NetworkedLuaVM
+from .xcpng import XAPIError, XAPISession, XcpngVM
 
 #: The C library's version (``bioxen_vm_version()``).
 __version__: str = _backend.version()
@@ -56,6 +57,7 @@ FASTCALL: bool = _FASTCALL
 _sigint.arm()
 
 __all__ = [
+    "XcpngVM", "XAPISession", "XAPIError",
     # classes
     "LuaProcess", "NetworkedLuaVM", "VMManager", "VMCluster", "InteractiveSession",
     "SessionManager", "LuaScriptTemplate",
@@ -88,8 +90,10 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
     ``vm_type="basic"`` gives a :class:`LuaProcess`, or with ``networked=True`` a
     :class:`NetworkedLuaVM` (a ``process`` VM: a child ``lua`` that can load LuaSocket);
     ``vm_type="process"`` a :class:`LuaProcess` running a child ``lua_executable``.
-    Kinds the library names but does not build here (``xcpng``, ``ssh``) raise
-    :class:`UnsupportedError`; unknown kinds ``ValueError`` ("Unknown VM type: …").
+    ``vm_type="xcpng"`` gives an unstarted :class:`~bioxen_vm.xcpng.XcpngVM` for the pool
+    that ``config`` names (deployed by its ``start()`` or first use; ``progress=`` a
+    callable for the deploy's steps). ``ssh`` raises :class:`UnsupportedError` here (use
+    a manager); unknown kinds ``ValueError`` ("Unknown VM type: …").
     ``persistent`` is accepted and ignored (only managers keep a registry), as in the
     original; ``config`` is for the XCP-ng kind. Extra keywords are VM options
     (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
@@ -98,6 +102,15 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
         raise TypeError(f"vm_type must be str, not {type(vm_type).__name__}")
     if networked and vm_type in ("basic", "process"):
         return NetworkedLuaVM(vm_id, lua_executable, debug_mode, **options)
+    if vm_type == "xcpng":
+        from .xcpng import XcpngVM
+
+        if config is None:
+            raise ValueError("XCP-ng VMs require a config")
+        return XcpngVM(vm_id, config, debug_mode=debug_mode or None,
+                       persistent=persistent or None,
+                       lua_executable=None if lua_executable == "lua" else lua_executable,
+                       **options)
     return LuaProcess(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
 
 

@@ -14,13 +14,15 @@ backend turns a Python call into a C call and back; every backend implements eac
   the backend supplies both (buffers come from a pool shared by all threads, one per call
   in flight, reused call after call) and returns the result as ``result`` does.
 * ``read``: ``bioxen_vm_manager_read_output``'s two outputs: ``bytes`` or ``None``.
+* ``xapi``: ``bioxen_vm_xapi_call``'s two outputs: the result ``bytes``, or on failure the
+  exception gets ``xapi_error`` (the error object's JSON ``bytes``).
 * ``callback``: takes a function pointer; each backend binds these by hand.
 
 Abstract C types: ``i32 u32 i64 u64 f64 size bool`` (values), ``str`` (``const char *``,
 NUL-terminated or NULL), ``buf`` (``const char *`` followed by its length), ``cstr``
 (returned ``const char *``), ``void``, ``void*``, pointers ``T*``, ``rbuf*``/``rbuf**``
 (``bioxen_vm_result_buffer``), ``view**`` (``const bioxen_vm_result **``), and the function
-pointer types ``log_fn output_fn job_fn``.
+pointer types ``log_fn output_fn job_fn progress_fn``.
 """
 
 from __future__ import annotations
@@ -115,6 +117,15 @@ SIGNATURES: Dict[str, Signature] = {
         "bytes", "i32", ["u64", "str", "buf", "size", "u64", "bytes*"]),
     "bioxen_vm_manager_shutdown_all": ("size", "i32", ["u64", "size*"]),
     "bioxen_vm_manager_list_persistent_vms": ("bytes", "i32", ["u64", "bytes*"]),
+    # XAPI sessions and xcpng VMs
+    "bioxen_vm_xapi_open": ("u64", "i32", ["str", "u64*"]),
+    "bioxen_vm_xapi_call": ("xapi", "i32", ["u64", "str", "str", "bytes*", "bytes*"]),
+    "bioxen_vm_xapi_info": ("bytes", "i32", ["u64", "bytes*"]),
+    "bioxen_vm_xapi_close": ("status", "i32", ["u64"]),
+    "bioxen_vm_xcpng_new": ("callback", "i32", ["str", "progress_fn", "void*", "u64*"]),
+    "bioxen_vm_manager_create_xcpng_vm": (
+        "callback", "i32", ["u64", "str", "str", "bool", "progress_fn", "void*"]),
+    "bioxen_vm_xcpng_sweep": ("bytes", "i32", ["u64", "bool", "bytes*"]),
 }
 
 PREFIX = "bioxen_vm_"

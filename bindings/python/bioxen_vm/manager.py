@@ -203,6 +203,10 @@ class VMManager:
         """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
+        if vm_type == "xcpng":
+            self._create_xcpng(idb, config, False, persistent, debug_mode, lua_executable,
+                               options)
+            return ManagedLuaVM(self, idb.decode("utf-8"))
         backend.manager_create_vm(self._h(), idb, _vm_options(
             vm_type, networked, persistent, debug_mode, lua_executable, options))
         cls = ManagedNetworkedLuaVM if networked else ManagedLuaVM
@@ -489,13 +493,40 @@ class VMManager:
                               config: Optional[Mapping[str, Any]] = None,
                               networked: bool = False, auto_attach: bool = True,
                               **options: Any) -> InteractiveSession:
-        """Creates a VM with a session (attached unless ``auto_attach`` is False)."""
+        """Creates a VM with a session (attached unless ``auto_attach`` is False).
+
+        ``vm_type="xcpng"`` deploys on the pool ``config`` names (see
+        :mod:`bioxen_vm.xcpng`; ``progress=`` a callable receives each deploy step).
+        """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
+        if vm_type == "xcpng":
+            self._create_xcpng(idb, config, True, False, None, None, options)
+            session = self._session_object(idb.decode("utf-8"))
+            if auto_attach:
+                self.attach_to_vm(idb.decode("utf-8"))
+            return session
         backend.manager_create_interactive_vm(
             self._h(), idb, _vm_options(vm_type, networked, False, None, None, options),
             bool(auto_attach))
         return self._session_object(idb.decode("utf-8"))
+
+    def _create_xcpng(self, idb: bytes, config: Optional[Mapping[str, Any]], interactive: bool,
+                      persistent: bool, debug_mode: Optional[bool],
+                      lua_executable: Optional[str], options: Dict[str, Any]) -> None:
+        """Deploys an xcpng VM: ``config`` (the pool, template and guest keys) plus the VM
+        options; ``options["progress"]``, when given, receives each deploy event."""
+        from .xcpng import deploy_in
+
+        if config is None:
+            raise ValueError("XCP-ng VMs require a config")
+        progress = options.pop("progress", None)
+        import json
+
+        merged = dict(config)
+        raw = _vm_options("xcpng", None, persistent, debug_mode, lua_executable, options)
+        merged.update(json.loads(raw) if raw else {})
+        deploy_in(self, idb.decode("utf-8"), merged, interactive, progress)
 
     def clone_vm_session(self, source_vm_id: str, target_vm_id: str) -> InteractiveSession:
         """A new interactive VM with the options of ``source_vm_id`` (fresh state), attached.
