@@ -92,7 +92,8 @@ ROCKS_DIR := target/test-rocks
 test-c: c-programs
 	tests/c/check_exports.sh $(SHARED_LIB) $(HEADER) tests/c/test_*.c
 	BIOXEN_TEST_ROCKS=$$(python3 tests/rocks/build_servers.py $(ROCKS_DIR) 5.4)/main \
-	VALGRIND=$(VALGRIND) python3 tests/rig/sshd_rig.py run -- tests/c/run.sh $(C_TESTS) $(CXX_TESTS) $(EXAMPLES)
+	VALGRIND=$(VALGRIND) python3 tests/rig/fake_xapi.py run --http -- python3 tests/rig/sshd_rig.py run -- \
+		tests/c/run.sh $(C_TESTS) $(CXX_TESTS) $(EXAMPLES)
 
 # What a program linking the static library also needs, as rustc reports it. It depends
 # only on the dependencies, so it is asked once per Cargo.lock.

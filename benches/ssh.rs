@@ -130,6 +130,16 @@ fn section_connect(cx: &Ctx) -> (Vec<Row>, String) {
     let first = LibVm::new(&o);
     let second = samples_of(cx.n(50, 10), || drop(LibVm::new(&o)));
     drop(first);
+    // The floor of a new VM on a connected host: a new channel running an interpreter.
+    let s = raw_session(&rig);
+    let raw_channel = samples_of(cx.n(50, 10), || {
+        let mut ch = s.channel_session().expect("channel");
+        ch.exec("exec lua5.4 -e 'io.write(1)'").expect("exec");
+        let mut out = String::new();
+        ch.read_to_string(&mut out).expect("read");
+        ch.wait_close().expect("close");
+        assert_eq!(out, "1");
+    });
     let rows = vec![
         row(
             "connect + create the first ssh VM on a host (bioxen_vm_new; free not timed)",
@@ -148,8 +158,8 @@ fn section_connect(cx: &Ctx) -> (Vec<Row>, String) {
         row(
             "create + free a second VM on a connected host",
             second,
-            "raw ssh2 connect + auth + exec `lua5.4 -e`: ",
-            raw,
+            "raw ssh2 new channel on a connected session, exec `lua5.4 -e`, read, close: ",
+            raw_channel,
             Some(5e6),
         ),
     ];

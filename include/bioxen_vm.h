@@ -283,19 +283,26 @@ typedef struct bioxen_vm_result {
   int32_t return_code;
   /**
    * What the code printed (`print`, `io.write`), then the returned values as the Lua REPL
-   * prints them (`tostring`, tab-separated, newline).
+   * prints them (`tostring`, tab-separated, newline). At most `max_output` bytes.
    */
   struct bioxen_vm_bytes stdout_text;
   /**
-   * What the code wrote to `io.stderr` and `warn`, then on error the message and traceback.
+   * What the code wrote to `io.stderr` and `warn`, then on error the message and
+   * traceback. At most `max_output` bytes.
    */
   struct bioxen_vm_bytes stderr_text;
   /**
-   * The returned values as a JSON array (`[]` when none or on error).
+   * The returned values as a JSON array (`[]` when none or on error). Never more than
+   * `max_output` bytes: values that do not fit make the execution a failed result
+   * (`success` false, `return_code` 1, `[]`, error "bioxen_vm: the returned values do
+   * not fit in max_output (N bytes) as JSON"). A table whose keys would collide as JSON
+   * object keys (1 and "1") is `{"$lua_pairs": [[key, value], ...]}`, sorted by the key's
+   * JSON text.
    */
   struct bioxen_vm_bytes values_json;
   /**
-   * On error: the message with its traceback; empty on success.
+   * On error: the message with its traceback; empty on success. Cut to `max_output`
+   * bytes.
    */
   struct bioxen_vm_bytes error_message;
   /**
@@ -303,7 +310,9 @@ typedef struct bioxen_vm_result {
    */
   uint64_t duration_ns;
   /**
-   * Bytes of output dropped because a stream passed the VM's `max_output`.
+   * Bytes the result does not hold because of `max_output`: output past the cap of
+   * stdout or stderr, error text cut (in `error_message` and in `stderr_text`), and the
+   * amount by which values passed it (at least 1).
    */
   uint64_t output_dropped;
 } bioxen_vm_result;
@@ -326,13 +335,20 @@ typedef void (*bioxen_vm_log_fn)(int32_t level,
 typedef void (*bioxen_vm_job_callback)(uint64_t job, int32_t status, void *user_data);
 
 /**
- * Progress callback of long package operations: `event_json` is one JSON object
- * (`{"event":"step","step":"resolve"|"cache-hit"|"luarocks"|"installed"|...,"rock":...,
- * "version":...}` or `{"event":"output","stream":"stdout"|"stderr","line":...}` for each
- * line luarocks prints), NUL-terminated UTF-8 that lives only during the call;
- * `user_data` is what was given with the callback.
+ * Progress callback of long operations: xcpng deploys (below) and package installs (see
+ * `bioxen_vm_packages_install` for their events). `event_json` is a NUL-terminated JSON
+ * object that lives only during the call; return 0 to go on, anything else to cancel.
+ *
+ * For a deploy: `deploy_id`, `vm_name`, `step` (one of "login", "find template",
+ * "clone" or "copy", "tag", "configure", "provision", "start", "wait for guest metrics",
+ * "wait for an IP", "wait for SSH", "start the agent"), `state` ("start", "done",
+ * "failed", "progress" with `progress` from 0 to 1 as XAPI reports a task's, or "wait":
+ * at least every 250 ms while a step waits), `elapsed` (seconds in the step) and
+ * `message`; a cancel tears down everything the deploy made and the deploy fails with
+ * CANCELLED. Called on the deploying thread; it must not unwind, and must not free the VM
+ * being deployed (there is no handle yet).
  */
-typedef void (*bioxen_vm_packages_progress_fn)(const char *event_json, void *user_data);
+typedef int32_t (*bioxen_vm_progress_fn)(const char *event_json, void *user_data);
 
 /**
  * Session output callback: `vm_id` (NUL-terminated UTF-8), the stream
@@ -448,7 +464,8 @@ int32_t bioxen_vm_manager_cleanup_cluster(uint64_t manager,
 /**
  * Sends `command` to every attached session whose VM id matches `pattern`, waits up to
  * `timeout_ms` (0: no limit) for each to be idle, and writes `{vm_id: output}` as JSON
- * (free with `bioxen_vm_bytes_free`).
+ * (free with `bioxen_vm_bytes_free`). A session that ends while the broadcast runs (its
+ * VM removed, the session terminated, the manager shutting down) is left out.
  * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, VM_NOT_FOUND ("No attached
  * sessions found matching pattern: …").
  *
@@ -1011,14 +1028,21 @@ int32_t bioxen_vm_packages_remove_env(const char *request_json, struct bioxen_vm
  * copied in without running luarocks.
  *
  * `progress` (may be NULL) is called with `user_data` on the calling thread, before this
- * function returns, once per event; it must not unwind and must not start a package
- * operation on the same environment (that would wait for the lock this call holds).
+ * function returns, once per event: `event_json` (NUL-terminated, valid only during the
+ * call) is `{"event":"step","step":"resolve"|"cache-hit"|"luarocks"|"installed"|...,
+ * "rock":...,"version":...}`, or `{"event":"output","stream":"stdout"|"stderr","line":...}`
+ * for each line luarocks prints. Return 0 to go on, anything else to cancel: luarocks
+ * (with its process group) is killed and the call fails with CANCELLED; what luarocks had
+ * already written to the tree stays (`bioxen_vm_packages_health` reports the drift, and
+ * installing again repairs it). The final step ("installed", "removed", "synced") cannot
+ * cancel. It must not unwind and must not start a package operation on the same
+ * environment (that would wait for the lock this call holds).
  *
  * # Safety
  * As `bioxen_vm_packages_create`; `progress` NULL or callable.
  */
 int32_t bioxen_vm_packages_install(const char *request_json,
-                                   bioxen_vm_packages_progress_fn progress_fn,
+                                   bioxen_vm_progress_fn progress_fn,
                                    void *user_data,
                                    struct bioxen_vm_bytes *out_json);
 
@@ -1031,7 +1055,7 @@ int32_t bioxen_vm_packages_install(const char *request_json,
  * As `bioxen_vm_packages_install`.
  */
 int32_t bioxen_vm_packages_remove(const char *request_json,
-                                  bioxen_vm_packages_progress_fn progress_fn,
+                                  bioxen_vm_progress_fn progress_fn,
                                   void *user_data,
                                   struct bioxen_vm_bytes *out_json);
 
@@ -1085,7 +1109,7 @@ int32_t bioxen_vm_packages_lock(const char *request_json, struct bioxen_vm_bytes
  * As `bioxen_vm_packages_install`.
  */
 int32_t bioxen_vm_packages_sync(const char *request_json,
-                                bioxen_vm_packages_progress_fn progress_fn,
+                                bioxen_vm_progress_fn progress_fn,
                                 void *user_data,
                                 struct bioxen_vm_bytes *out_json);
 
@@ -1098,7 +1122,7 @@ int32_t bioxen_vm_packages_sync(const char *request_json,
  * As `bioxen_vm_packages_install`.
  */
 int32_t bioxen_vm_packages_bootstrap(const char *request_json,
-                                     bioxen_vm_packages_progress_fn progress_fn,
+                                     bioxen_vm_progress_fn progress_fn,
                                      void *user_data,
                                      struct bioxen_vm_bytes *out_json);
 
@@ -1349,8 +1373,9 @@ int32_t bioxen_vm_manager_list_sessions(uint64_t manager, struct bioxen_vm_bytes
  *
  * `options_json` (NULL or "" for defaults) is a JSON object: `vm_type` ("basic", the
  * default; "process": a persistent child `lua_executable`, default "lua"; "ssh": a
- * persistent `lua_executable` on another host, over SSH; "xcpng" gives UNSUPPORTED in this
- * version), `sandbox` ("default" | "trusted"),
+ * persistent `lua_executable` on another host, over SSH; "xcpng": a VM deployed on an XCP-ng
+ * pool from a template, then used over SSH: see `bioxen_vm_xcpng_new` for its keys and
+ * statuses), `sandbox` ("default" | "trusted"),
  * `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
  * execution, 0 = none, below 1e9), `debug_mode`, `max_output` (bytes kept per output
  * stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited
@@ -1457,6 +1482,164 @@ int32_t bioxen_vm_interrupt(uint64_t vm, bool *out_was_running);
  * `out_json` must be valid for writes.
  */
 int32_t bioxen_vm_info(uint64_t vm, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Opens an XAPI session (logs in) and writes its handle to `*out_session`.
+ *
+ * `config_json` is a JSON object: `url` ("https://host[:port]", "http://..." or a bare
+ * host, which means https), `username`, `password` (never shown in messages, logs or
+ * info), and at most one of `tls_fingerprint` (the SHA-256 digest of the host's
+ * certificate, 64 hex digits with or without colons, as `openssl x509 -noout
+ * -fingerprint -sha256` prints it: XCP-ng hosts present self-signed certificates, so
+ * this is the usual way), `ca_file` (a PEM file of trusted roots) and `insecure` (true:
+ * nothing is checked, logged as a warning); with none, the system's roots are used.
+ * Limits: `connect_timeout` (seconds, 10), `call_timeout` (seconds per HTTP request, 60),
+ * `max_calls_in_flight` (20), `poll_interval` (seconds between polls of a task, 0.25),
+ * `transient_retries` (10) and `retry_backoff` (seconds, 0.5, doubling up to 5).
+ * Unknown keys, and a key given twice, are an error.
+ *
+ * The session logs in with the originator "bioxen_vm/<version>" (JSON-RPC; XML-RPC when
+ * the host does not serve JSON-RPC), follows HOST_IS_SLAVE to the pool master once, logs
+ * in again and retries once on SESSION_INVALID, and retries lost connections only for
+ * read-only calls. Blocks while it connects and logs in. The caller owns the handle and
+ * closes it with `bioxen_vm_xapi_close`; the handle may be used from any thread, by
+ * several at once.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, XCPNG_CONNECTION_ERROR
+ * (unreachable host, refused certificate, refused login), TIMEOUT, VM_MANAGER_ERROR (any
+ * other XAPI error).
+ *
+ * # Safety
+ * `config_json` must be a NUL-terminated string; `out_session` must be valid for writes.
+ */
+int32_t bioxen_vm_xapi_open(const char *config_json, uint64_t *out_session);
+
+/**
+ * Calls the XAPI method `method` (e.g. "VM.get_all_records", "Async.VM.start") with the
+ * JSON array `params_json` (NULL or "" for none; the session reference is put first by
+ * the library, except for `system.*` methods). On success writes the result as JSON to
+ * `*out_result` (free with `bioxen_vm_bytes_free`). On an XAPI error writes
+ * `{"code": "<XAPI error code>", "params": [...]}` to `*out_error` (if not NULL; free it
+ * too); other failures are written there with the codes "TRANSPORT", "PROTOCOL", "TLS",
+ * "TIMEOUT". Integers are 64-bit; XAPI's non-finite floats arrive as the strings
+ * "Infinity", "-Infinity", "NaN". `session.logout` is refused: close the session.
+ * Any thread, concurrently.
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, INVALID_ARGUMENT,
+ * VM_MANAGER_ERROR (XAPI answered with an error), XCPNG_CONNECTION_ERROR, TIMEOUT.
+ *
+ * # Safety
+ * `method` must be a NUL-terminated string; `params_json` NULL or NUL-terminated;
+ * `out_result` valid for writes; `out_error` NULL or valid for writes.
+ */
+int32_t bioxen_vm_xapi_call(uint64_t session,
+                            const char *method,
+                            const char *params_json,
+                            struct bioxen_vm_bytes *out_result,
+                            struct bioxen_vm_bytes *out_error);
+
+/**
+ * Writes facts about the session as JSON to `*out_json` (free with
+ * `bioxen_vm_bytes_free`): `url` (where calls go now: the master's address after a
+ * HOST_IS_SLAVE redirect), `protocol` ("json-rpc" | "xml-rpc"), `open`, and the counters
+ * `requests`, `logins`, `retries`. Any thread.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE.
+ *
+ * # Safety
+ * `out_json` must be valid for writes.
+ */
+int32_t bioxen_vm_xapi_info(uint64_t session, struct bioxen_vm_bytes *out_json);
+
+/**
+ * Logs the session out and frees the handle (calls running on other threads finish
+ * first; the logout happens when the last of them returns). `session == 0` is a no-op.
+ * Any thread. A failed logout is logged, not returned.
+ * Statuses: OK, INVALID_HANDLE.
+ */
+int32_t bioxen_vm_xapi_close(uint64_t session);
+
+/**
+ * Deploys an xcpng VM like `bioxen_vm_new` does for `"vm_type": "xcpng"`, reporting each
+ * step to `progress` (NULL: steps are only logged, at info), and writes its handle to
+ * `*out_vm`.
+ *
+ * `options_json`: the VM options of `bioxen_vm_new` (`vm_type` may be left out; it must be
+ * "xcpng" if given). The xcpng keys: the pool: `xcp_host` or `xapi_url` (a host, host:port
+ * or https://host), `xcp_username` or `username`, `xcp_password` or `password`, TLS as
+ * for `bioxen_vm_xapi_open` (`tls_fingerprint` | `ca_file` | `insecure`) and its limits
+ * (`connect_timeout`, `call_timeout`, `max_calls_in_flight`, `poll_interval`,
+ * `transient_retries`, `retry_backoff`); the VM: `template_name` or `template` (name
+ * label or UUID) to deploy from, or `vm_uuid` to attach to an existing (persistent) VM;
+ * `vm_name` (default "bioxen-<deploy id>"), `deploy_id` (1-64 of [A-Za-z0-9._-]; a deploy
+ * whose id already made a VM adopts that VM instead of making another), `vcpus`,
+ * `memory_mb`, `network` (name label or UUID; a VIF is added when the template has none on
+ * it), `full_copy` (VM.copy instead of VM.clone) and `sr` (for the copy), also accepted
+ * inside `vm_config`; the guest: `vm_username` (default "root"), `vm_key_file` and
+ * `vm_key_passphrase`, `vm_password`, `guest_public_key` (default: the .pub beside
+ * `vm_key_file`), `key_injection` ("xenstore": the public key is written to the VM's
+ * xenstore_data vm-data/bioxen/authorized_keys before it starts, the default when a public
+ * key is known; "template": the template has it in place), `guest_port` (22),
+ * `guest_host_key_fingerprint` ("SHA256:..."; without it the guest's key is accepted only
+ * for the VM this call deployed, logged, and pinned for that VM from then on),
+ * `expected_ip_cidr` (only an address inside it counts; an explicit range may name
+ * loopback addresses), `allow_ipv6` (true), `boot_timeout` (seconds from VM.start to
+ * SSH, 300), `task_timeout` (each XAPI task, 600), `shutdown_timeout` (the clean shutdown
+ * before a hard one, 60). Passwords are never shown. `persistent` true keeps the VM
+ * (halted) when it is freed; otherwise freeing shuts it down (clean, then hard) and
+ * destroys it with its disks.
+ *
+ * Every object the deploy makes is tagged in other_config with the deploy id and its
+ * owner; any failure or cancellation tears down what was made. Blocks until the agent
+ * runs on the guest (bounded by the timeouts above). Any thread; the caller owns the
+ * handle and frees it with `bioxen_vm_free` (which blocks while the VM is torn down).
+ * Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_ARGUMENT, CANCELLED, TIMEOUT (the
+ * message names the step), VM_MANAGER_ERROR (XAPI refused a step: its code and params are
+ * in the message; "Template not found: <name>"), XCPNG_CONNECTION_ERROR, VM_CONNECTION_ERROR,
+ * LUA_NOT_FOUND.
+ *
+ * # Safety
+ * `options_json` must be a NUL-terminated string; `out_vm` must be valid for writes;
+ * `user_data` is passed to `progress` unchanged (the library never frees it).
+ */
+int32_t bioxen_vm_xcpng_new(const char *options_json,
+                            bioxen_vm_progress_fn progress,
+                            void *user_data,
+                            uint64_t *out_vm);
+
+/**
+ * Deploys the xcpng VM `vm_id` of the manager, as `bioxen_vm_manager_create_vm` does
+ * with `"vm_type": "xcpng"` (the options of `bioxen_vm_xcpng_new`; the manager's defaults
+ * apply), reporting each step to `progress` (NULL: only logged) as `bioxen_vm_xcpng_new`
+ * does, so that a deploy can be watched and cancelled. With `interactive`, the VM also
+ * gets its interactive session (not attached), as `bioxen_vm_manager_create_interactive_vm`
+ * gives (but it is not made persistent: an xcpng VM is only kept on its pool when
+ * `persistent` is given). Blocks until the agent runs on the guest. Any thread; the
+ * callback runs on the calling thread.
+ * Statuses: as `bioxen_vm_xcpng_new`, and INVALID_HANDLE, VM_ALREADY_EXISTS.
+ *
+ * # Safety
+ * `vm_id` and `options_json` must be NUL-terminated strings; `user_data` is passed to
+ * `progress` unchanged.
+ */
+int32_t bioxen_vm_manager_create_xcpng_vm(uint64_t manager,
+                                          const char *vm_id,
+                                          const char *options_json,
+                                          bool interactive,
+                                          bioxen_vm_progress_fn progress,
+                                          void *user_data);
+
+/**
+ * Finds the objects this library tagged on the pool of `session` (a handle from
+ * `bioxen_vm_xapi_open`) whose owner is gone (made on this machine by a process that no
+ * longer runs; with `any_owner`, made by anyone, this process included) and removes them:
+ * VMs with their disks (halted hard first), and tagged disks no VM uses. VMs deployed as
+ * `persistent` are kept. Writes `{"vms": [uuid...], "vdis": [uuid...], "kept": [uuid...],
+ * "errors": [message...]}` to `*out_report` (free with `bioxen_vm_bytes_free`). Blocks
+ * while it works. Any thread.
+ * Statuses: OK, NULL_POINTER, INVALID_HANDLE, VM_MANAGER_ERROR, XCPNG_CONNECTION_ERROR.
+ *
+ * # Safety
+ * `out_report` must be valid for writes.
+ */
+int32_t bioxen_vm_xcpng_sweep(uint64_t session, bool any_owner, struct bioxen_vm_bytes *out_report);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -136,7 +136,8 @@ impl Manager {
         count: usize,
         options_json: &str,
     ) -> Result<Vec<String>> {
-        self.create_all(cluster_id, count, |id| {
+        let parallel = self.parallel_builds(options_json)?;
+        self.create_all(cluster_id, count, parallel, |id| {
             self.create_vm(id, options_json).map(drop)
         })
     }
@@ -148,7 +149,8 @@ impl Manager {
         count: usize,
         options_json: &str,
     ) -> Result<Vec<String>> {
-        self.create_all(cluster_id, count, |id| {
+        let parallel = self.parallel_builds(options_json)?;
+        self.create_all(cluster_id, count, parallel, |id| {
             self.create_interactive_vm(id, options_json, false)
                 .map(drop)
         })
@@ -158,9 +160,13 @@ impl Manager {
         &self,
         cluster_id: &str,
         count: usize,
-        create: impl Fn(&str) -> Result<()>,
+        parallel: usize,
+        create: impl Fn(&str) -> Result<()> + Sync,
     ) -> Result<Vec<String>> {
         let ids = Self::cluster_ids(cluster_id, count)?;
+        if parallel > 1 {
+            return self.create_parallel(ids, parallel, create);
+        }
         for (n, id) in ids.iter().enumerate() {
             if let Err(e) = create(id) {
                 for done in &ids[..n] {
@@ -170,6 +176,51 @@ impl Manager {
             }
         }
         Ok(ids)
+    }
+
+    /// `create` for every id on up to `parallel` threads; all or none (after the first
+    /// failure no new VM is started, and the ones made are removed).
+    fn create_parallel(
+        &self,
+        ids: Vec<String>,
+        parallel: usize,
+        create: impl Fn(&str) -> Result<()> + Sync,
+    ) -> Result<Vec<String>> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let errors = parking_lot::Mutex::new(Vec::new());
+        let made = parking_lot::Mutex::new(Vec::new());
+        // Serials in id order: the VMs list in id order, whichever deploy ends first.
+        let first = crate::vm::reserve_serials(ids.len());
+        std::thread::scope(|s| {
+            for _ in 0..parallel.min(ids.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, SeqCst);
+                    if i >= ids.len() || failed.load(SeqCst) {
+                        break;
+                    }
+                    match crate::vm::with_serial(first + i as u64, || create(&ids[i])) {
+                        Ok(()) => made.lock().push(i),
+                        Err(e) => {
+                            failed.store(true, SeqCst);
+                            errors.lock().push((i, e));
+                        }
+                    }
+                });
+            }
+        });
+        let mut errors = errors.into_inner();
+        errors.sort_by_key(|(i, _)| *i);
+        match errors.into_iter().next() {
+            Some((_, e)) => {
+                for i in made.into_inner() {
+                    let _ = self.remove_vm(&ids[i]);
+                }
+                Err(e)
+            }
+            None => Ok(ids),
+        }
     }
 
     /// The manager's VM ids matching `pattern`, in creation order.
@@ -253,8 +304,16 @@ impl Manager {
                 "No attached sessions found matching pattern: {pattern}"
             )));
         }
-        for (id, _) in &sessions {
-            self.send_input(id, command)?;
+        // A session that ends meanwhile (removed, terminated, its manager shutting down)
+        // is left out rather than failing the broadcast after others got the command.
+        let sessions: Vec<_> = sessions
+            .into_iter()
+            .filter(|(_, s)| s.send_input(command).is_ok())
+            .collect();
+        if sessions.is_empty() {
+            return Err(Error::VmNotFound(format!(
+                "No attached sessions found matching pattern: {pattern}"
+            )));
         }
         let mut out = Map::new();
         for (id, s) in sessions {

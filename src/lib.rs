@@ -8,6 +8,7 @@
 //!   JSON.
 //! - [`packages`]: package environments (isolated luarocks trees, lockfiles, the cache
 //!   of built rocks, catalogs, profiles, search) for VMs of every kind.
+//! - [`xapi`]: the XAPI client of the `xcpng` kind.
 //! - [`registry`]: the handle table; [`error`] and [`status`]: the error model; [`log`]:
 //!   logging.
 #![allow(non_camel_case_types)]
@@ -29,6 +30,7 @@ pub mod session;
 pub mod status;
 pub mod vm;
 pub mod watchdog;
+pub mod xapi;
 
 pub use error::{Error, Result};
 pub use status::bioxen_vm_status;

@@ -48,11 +48,11 @@ pub struct Manager {
 impl Manager {
     pub fn new(options_json: &str) -> Result<Manager> {
         let map = parse_object(options_json, "manager options")?;
-        // A manager of ssh VMs may hold their connection options as defaults too.
-        let ssh_keys: &[&str] = if get_str(&map, "vm_type")? == Some("ssh") {
-            crate::vm::ssh::options::SSH_OPTION_KEYS
-        } else {
-            &[]
+        // A manager of ssh (or xcpng) VMs may hold their own options as defaults too.
+        let ssh_keys: &[&str] = match get_str(&map, "vm_type")? {
+            Some("ssh") => crate::vm::ssh::options::SSH_OPTION_KEYS,
+            Some("xcpng") => crate::vm::xcpng::options::XCPNG_OPTION_KEYS,
+            _ => &[],
         };
         let known: Vec<&str> = MANAGER_KEYS
             .iter()
@@ -103,6 +103,17 @@ impl Manager {
         Ok(())
     }
 
+    /// How many VMs of these options a cluster call builds at once: xcpng VMs deploy in
+    /// parallel (each waits on its pool for seconds), the others one after the other.
+    pub(crate) fn parallel_builds(&self, options_json: &str) -> Result<usize> {
+        let o = VmOptions::from_json(&parse_object(options_json, "VM options")?, &self.defaults)?;
+        Ok(if o.kind == crate::vm::VmKind::Xcpng {
+            crate::vm::xcpng::PARALLEL_DEPLOYS
+        } else {
+            1
+        })
+    }
+
     pub fn create_vm(&self, vm_id: &str, options_json: &str) -> Result<Arc<Vm>> {
         let map = parse_object(options_json, "VM options")?;
         self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)
@@ -110,12 +121,25 @@ impl Manager {
 
     /// Builds a VM named `vm_id` and adds it, unless the id is taken.
     fn add_vm(&self, vm_id: &str, options: VmOptions) -> Result<Arc<Vm>> {
+        self.add_vm_with(vm_id, options, None)
+    }
+
+    /// `add_vm`; an xcpng VM's deploy reports to `observer` when given.
+    fn add_vm_with(
+        &self,
+        vm_id: &str,
+        options: VmOptions,
+        observer: Option<crate::vm::xcpng::Observer>,
+    ) -> Result<Arc<Vm>> {
         Self::check_id(vm_id)?;
         if self.vms.read().contains_key(vm_id) {
             return Err(already_exists(vm_id));
         }
         // Built outside the lock (creating a state takes microseconds; other VMs go on).
-        let vm = Vm::new(vm_id, options)?;
+        let vm = match observer {
+            Some(o) => Vm::new_xcpng(vm_id, options, Some(o))?,
+            None => Vm::new(vm_id, options)?,
+        };
         let mut vms = self.vms.write();
         if vms.contains_key(vm_id) {
             return Err(already_exists(vm_id));
@@ -293,6 +317,32 @@ impl Manager {
 
 /// Interactive sessions (the original's `create_interactive_vm`, `attach_to_vm`, ...).
 impl Manager {
+    /// Creates an xcpng VM whose deploy reports to `observer`; with `interactive`, with
+    /// its session (not attached).
+    pub fn create_xcpng_vm(
+        &self,
+        vm_id: &str,
+        options_json: &str,
+        interactive: bool,
+        observer: Option<crate::vm::xcpng::Observer>,
+    ) -> Result<Arc<Vm>> {
+        let mut map = parse_object(options_json, "VM options")?;
+        match get_str(&map, "vm_type")? {
+            None => {
+                map.insert("vm_type".into(), "xcpng".into());
+            }
+            Some("xcpng") => {}
+            Some(_) => return Err(Error::invalid("vm_type must be \"xcpng\" here")),
+        }
+        let options = VmOptions::from_json(&map, &self.defaults)?;
+        let vm = self.add_vm_with(vm_id, options, observer)?;
+        if interactive {
+            let session = Session::new(vm_id, vm.clone(), false, self.scheduler());
+            self.sessions.write().insert(vm_id.to_string(), session);
+        }
+        Ok(vm)
+    }
+
     /// Creates a VM and its session; `auto_attach` attaches it at once.
     pub fn create_interactive_vm(
         &self,
@@ -300,9 +350,12 @@ impl Manager {
         options_json: &str,
         auto_attach: bool,
     ) -> Result<Arc<Session>> {
-        // Interactive VMs are persistent, as in the original.
+        // Interactive VMs are persistent, as in the original (but an xcpng VM is only kept
+        // on its pool when asked: for it, persistent means "leave the VM there").
         let mut map = parse_object(options_json, "VM options")?;
-        map.entry("persistent").or_insert(Value::Bool(true));
+        if get_str(&map, "vm_type")? != Some("xcpng") {
+            map.entry("persistent").or_insert(Value::Bool(true));
+        }
         let vm = self.add_vm(vm_id, VmOptions::from_json(&map, &self.defaults)?)?;
         let session = Session::new(vm_id, vm, auto_attach, self.scheduler());
         self.sessions

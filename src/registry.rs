@@ -1,4 +1,4 @@
-//! The process-wide handle table: `u64` handles for VMs, managers and jobs.
+//! The process-wide handle table: `u64` handles for VMs, managers, jobs and XAPI sessions.
 //!
 //! A handle is `kind << 56 | serial`: serials come from one counter and are never reused,
 //! so a freed handle stays invalid forever and a handle of one kind is never accepted as
@@ -22,6 +22,7 @@ pub enum Kind {
     Vm = 1,
     Manager = 2,
     Job = 3,
+    Xapi = 4,
 }
 
 impl Kind {
@@ -30,6 +31,7 @@ impl Kind {
             Kind::Vm => "VM",
             Kind::Manager => "manager",
             Kind::Job => "job",
+            Kind::Xapi => "XAPI session",
         }
     }
 }
@@ -39,6 +41,7 @@ enum Object {
     Vm(Arc<Vm>),
     Manager(Arc<Manager>),
     Job(Arc<Job>),
+    Xapi(Arc<crate::xapi::Client>),
 }
 
 /// Handles are distinct integers: mixing their bits is all the hashing they need.
@@ -111,6 +114,10 @@ pub fn add_job(j: Arc<Job>) -> u64 {
     insert(Kind::Job, Object::Job(j))
 }
 
+pub fn add_xapi(c: Arc<crate::xapi::Client>) -> u64 {
+    insert(Kind::Xapi, Object::Xapi(c))
+}
+
 macro_rules! accessors {
     ($get:ident, $take:ident, $kind:ident, $ty:ty) => {
         pub fn $get(h: u64) -> Result<Arc<$ty>> {
@@ -131,3 +138,4 @@ macro_rules! accessors {
 accessors!(vm, take_vm, Vm, Vm);
 accessors!(manager, take_manager, Manager, Manager);
 accessors!(job, take_job, Job, Job);
+accessors!(xapi, take_xapi, Xapi, crate::xapi::Client);

@@ -413,9 +413,10 @@ impl Session {
                         continue;
                     }
                 }
-                // Nobody is evaluating: do it here rather than wait for a worker. (The pool
-                // job that was scheduled will find the queue empty.)
-                self.evaluate(false, if wait == Wait::Idle { usize::MAX } else { 1 });
+                // Nobody is evaluating: do it here rather than wait for a worker (the pool
+                // job that was scheduled will find the queue empty), one line at a time, so
+                // the deadline is looked at between lines.
+                self.evaluate(false, 1);
                 if deadline.passed() {
                     break;
                 }

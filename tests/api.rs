@@ -382,12 +382,13 @@ fn options_are_validated() {
         );
         assert!(last_error().starts_with(msg), "{o}: {}", last_error());
     }
+    // An xcpng VM without its pool: the original's check and words.
     let oc = c(r#"{"vm_type":"xcpng"}"#);
     assert_eq!(
         unsafe { bioxen_vm_new(oc.as_ptr(), &mut h) },
-        S::Unsupported.code()
+        S::VmManagerError.code()
     );
-    assert!(last_error().contains("xcpng"));
+    assert_eq!(last_error(), "Missing required configuration: xcp_host");
     let oc = c(r#"{"vm_type":"ssh"}"#);
     assert_eq!(
         unsafe { bioxen_vm_new(oc.as_ptr(), &mut h) },

@@ -78,5 +78,5 @@ with VMManager() as manager:
         print("duplicate id ->", exc)
     try:
         manager.create_vm("x", vm_type="xcpng")
-    except LuaVMError as exc:
-        print("not built here ->", type(exc).__name__, "|", exc)
+    except ValueError as exc:
+        print("xcpng without a config ->", type(exc).__name__, "|", exc)

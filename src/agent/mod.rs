@@ -85,21 +85,67 @@ pub struct Done {
     pub dropped: u64,
 }
 
-/// A request token: 16 hex digits from the system's random source, so that no frame
-/// written before the request was sent can carry it.
-pub fn new_token() -> [u8; 16] {
-    let mut raw = [0u8; 8];
+/// Fills `buf` from the system's random source; how many bytes it got.
+fn system_random(buf: &mut [u8]) -> usize {
     let mut filled = 0;
-    while filled < raw.len() {
-        // SAFETY: writes at most the remaining bytes of `raw`.
+    while filled < buf.len() {
+        // SAFETY: writes at most the remaining bytes of `buf`.
         let n =
-            unsafe { libc::getrandom(raw[filled..].as_mut_ptr().cast(), raw.len() - filled, 0) };
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
         if n <= 0 {
             break;
         }
         filled += n as usize;
     }
-    if filled < raw.len() {
+    filled
+}
+
+fn hex_token(raw: [u8; 8]) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in raw.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 15)];
+    }
+    out
+}
+
+/// Request tokens from system randomness drawn 4 KiB at a time (one system call per 512
+/// tokens). Each token is 8 fresh random bytes: knowing earlier tokens says nothing of the
+/// next one.
+#[derive(Default)]
+pub struct TokenSource {
+    pool: parking_lot::Mutex<(Vec<u8>, usize)>,
+}
+
+impl TokenSource {
+    pub fn next(&self) -> [u8; 16] {
+        let mut p = self.pool.lock();
+        let (buf, at) = &mut *p;
+        if *at + 8 > buf.len() {
+            buf.resize(4096, 0);
+            let got = system_random(buf);
+            buf.truncate(got - got % 8);
+            *at = 0;
+            if buf.is_empty() {
+                drop(p);
+                return new_token();
+            }
+        }
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(&buf[*at..*at + 8]);
+        // Used bytes are wiped: no token stays in memory longer than needed.
+        buf[*at..*at + 8].fill(0);
+        *at += 8;
+        hex_token(raw)
+    }
+}
+
+/// A request token: 16 hex digits from the system's random source, so that no frame
+/// written before the request was sent can carry it.
+pub fn new_token() -> [u8; 16] {
+    let mut raw = [0u8; 8];
+    if system_random(&mut raw) < raw.len() {
         // No random source (never seen on Linux): a clock- and counter-based value still
         // differs from every earlier token of this process.
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -109,13 +155,7 @@ pub fn new_token() -> [u8; 16] {
             .map_or(0, |d| d.as_nanos() as u64);
         raw = (t ^ n.rotate_left(32) ^ u64::from(std::process::id())).to_le_bytes();
     }
-    let mut out = [0u8; 16];
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in raw.iter().enumerate() {
-        out[2 * i] = HEX[usize::from(b >> 4)];
-        out[2 * i + 1] = HEX[usize::from(b & 15)];
-    }
-    out
+    hex_token(raw)
 }
 
 /// A request, encoded.
@@ -166,6 +206,9 @@ mod tests {
         let b = new_token();
         assert_ne!(a, b);
         assert!(a.iter().all(u8::is_ascii_hexdigit));
+        let src = TokenSource::default();
+        let many: std::collections::HashSet<[u8; 16]> = (0..2000).map(|_| src.next()).collect();
+        assert_eq!(many.len(), 2000);
     }
 
     #[test]

@@ -186,7 +186,8 @@ pub unsafe extern "C" fn bioxen_vm_manager_cleanup_cluster(
 
 /// Sends `command` to every attached session whose VM id matches `pattern`, waits up to
 /// `timeout_ms` (0: no limit) for each to be idle, and writes `{vm_id: output}` as JSON
-/// (free with `bioxen_vm_bytes_free`).
+/// (free with `bioxen_vm_bytes_free`). A session that ends while the broadcast runs (its
+/// VM removed, the session terminated, the manager shutting down) is left out.
 /// Statuses: OK, NULL_POINTER, INVALID_UTF8, INVALID_HANDLE, VM_NOT_FOUND ("No attached
 /// sessions found matching pattern: …").
 ///

@@ -13,6 +13,8 @@ mod result_buffer;
 mod session;
 pub mod types;
 mod vm;
+mod xapi;
+mod xcpng;
 
 pub use cluster::*;
 pub use files::*;
@@ -25,3 +27,5 @@ pub use result_buffer::*;
 pub use session::*;
 pub use types::{bioxen_vm_bytes, bioxen_vm_result};
 pub use vm::*;
+pub use xapi::*;
+pub use xcpng::*;

@@ -3,27 +3,21 @@
 
 use super::boundary::{call, opt_text, out};
 use super::types::bioxen_vm_bytes;
+use super::xcpng::bioxen_vm_progress_fn;
 use crate::packages::api::{self, Op};
 use crate::packages::progress::Progress;
 use std::ffi::{c_char, c_void, CString};
 use std::sync::Arc;
 
-/// Progress callback of long package operations: `event_json` is one JSON object
-/// (`{"event":"step","step":"resolve"|"cache-hit"|"luarocks"|"installed"|...,"rock":...,
-/// "version":...}` or `{"event":"output","stream":"stdout"|"stderr","line":...}` for each
-/// line luarocks prints), NUL-terminated UTF-8 that lives only during the call;
-/// `user_data` is what was given with the callback.
-pub type bioxen_vm_packages_progress_fn =
-    Option<unsafe extern "C" fn(event_json: *const c_char, user_data: *mut c_void)>;
-
-fn progress(f: bioxen_vm_packages_progress_fn, user_data: *mut c_void) -> Option<Progress> {
+fn progress(f: bioxen_vm_progress_fn, user_data: *mut c_void) -> Option<Progress> {
     let f = f?;
     let ud = user_data as usize;
     Some(Arc::new(move |v: &serde_json::Value| {
-        if let Ok(c) = CString::new(v.to_string()) {
-            // SAFETY: the caller promised a callable function; `c` lives for the call.
-            unsafe { f(c.as_ptr(), ud as *mut c_void) };
-        }
+        let Ok(c) = CString::new(v.to_string()) else {
+            return true;
+        };
+        // SAFETY: the caller promised a callable function; `c` lives for the call.
+        unsafe { f(c.as_ptr(), ud as *mut c_void) == 0 }
     }))
 }
 
@@ -136,15 +130,22 @@ pub unsafe extern "C" fn bioxen_vm_packages_remove_env(
 /// copied in without running luarocks.
 ///
 /// `progress` (may be NULL) is called with `user_data` on the calling thread, before this
-/// function returns, once per event; it must not unwind and must not start a package
-/// operation on the same environment (that would wait for the lock this call holds).
+/// function returns, once per event: `event_json` (NUL-terminated, valid only during the
+/// call) is `{"event":"step","step":"resolve"|"cache-hit"|"luarocks"|"installed"|...,
+/// "rock":...,"version":...}`, or `{"event":"output","stream":"stdout"|"stderr","line":...}`
+/// for each line luarocks prints. Return 0 to go on, anything else to cancel: luarocks
+/// (with its process group) is killed and the call fails with CANCELLED; what luarocks had
+/// already written to the tree stays (`bioxen_vm_packages_health` reports the drift, and
+/// installing again repairs it). The final step ("installed", "removed", "synced") cannot
+/// cancel. It must not unwind and must not start a package operation on the same
+/// environment (that would wait for the lock this call holds).
 ///
 /// # Safety
 /// As `bioxen_vm_packages_create`; `progress` NULL or callable.
 #[no_mangle]
 pub unsafe extern "C" fn bioxen_vm_packages_install(
     request_json: *const c_char,
-    progress_fn: bioxen_vm_packages_progress_fn,
+    progress_fn: bioxen_vm_progress_fn,
     user_data: *mut c_void,
     out_json: *mut bioxen_vm_bytes,
 ) -> i32 {
@@ -165,7 +166,7 @@ pub unsafe extern "C" fn bioxen_vm_packages_install(
 #[no_mangle]
 pub unsafe extern "C" fn bioxen_vm_packages_remove(
     request_json: *const c_char,
-    progress_fn: bioxen_vm_packages_progress_fn,
+    progress_fn: bioxen_vm_progress_fn,
     user_data: *mut c_void,
     out_json: *mut bioxen_vm_bytes,
 ) -> i32 {
@@ -243,7 +244,7 @@ pub unsafe extern "C" fn bioxen_vm_packages_lock(
 #[no_mangle]
 pub unsafe extern "C" fn bioxen_vm_packages_sync(
     request_json: *const c_char,
-    progress_fn: bioxen_vm_packages_progress_fn,
+    progress_fn: bioxen_vm_progress_fn,
     user_data: *mut c_void,
     out_json: *mut bioxen_vm_bytes,
 ) -> i32 {
@@ -264,7 +265,7 @@ pub unsafe extern "C" fn bioxen_vm_packages_sync(
 #[no_mangle]
 pub unsafe extern "C" fn bioxen_vm_packages_bootstrap(
     request_json: *const c_char,
-    progress_fn: bioxen_vm_packages_progress_fn,
+    progress_fn: bioxen_vm_progress_fn,
     user_data: *mut c_void,
     out_json: *mut bioxen_vm_bytes,
 ) -> i32 {

@@ -64,17 +64,26 @@ pub struct bioxen_vm_result {
     /// 0 on success, 1 for a Lua error (syntax or runtime).
     pub return_code: i32,
     /// What the code printed (`print`, `io.write`), then the returned values as the Lua REPL
-    /// prints them (`tostring`, tab-separated, newline).
+    /// prints them (`tostring`, tab-separated, newline). At most `max_output` bytes.
     pub stdout_text: bioxen_vm_bytes,
-    /// What the code wrote to `io.stderr` and `warn`, then on error the message and traceback.
+    /// What the code wrote to `io.stderr` and `warn`, then on error the message and
+    /// traceback. At most `max_output` bytes.
     pub stderr_text: bioxen_vm_bytes,
-    /// The returned values as a JSON array (`[]` when none or on error).
+    /// The returned values as a JSON array (`[]` when none or on error). Never more than
+    /// `max_output` bytes: values that do not fit make the execution a failed result
+    /// (`success` false, `return_code` 1, `[]`, error "bioxen_vm: the returned values do
+    /// not fit in max_output (N bytes) as JSON"). A table whose keys would collide as JSON
+    /// object keys (1 and "1") is `{"$lua_pairs": [[key, value], ...]}`, sorted by the key's
+    /// JSON text.
     pub values_json: bioxen_vm_bytes,
-    /// On error: the message with its traceback; empty on success.
+    /// On error: the message with its traceback; empty on success. Cut to `max_output`
+    /// bytes.
     pub error_message: bioxen_vm_bytes,
     /// Wall-clock time of the execution, compilation included.
     pub duration_ns: u64,
-    /// Bytes of output dropped because a stream passed the VM's `max_output`.
+    /// Bytes the result does not hold because of `max_output`: output past the cap of
+    /// stdout or stderr, error text cut (in `error_message` and in `stderr_text`), and the
+    /// amount by which values passed it (at least 1).
     pub output_dropped: u64,
 }
 

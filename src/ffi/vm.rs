@@ -16,8 +16,9 @@ static DEFAULT_POOL: Lazy<crate::jobs::Pool> =
 ///
 /// `options_json` (NULL or "" for defaults) is a JSON object: `vm_type` ("basic", the
 /// default; "process": a persistent child `lua_executable`, default "lua"; "ssh": a
-/// persistent `lua_executable` on another host, over SSH; "xcpng" gives UNSUPPORTED in this
-/// version), `sandbox` ("default" | "trusted"),
+/// persistent `lua_executable` on another host, over SSH; "xcpng": a VM deployed on an XCP-ng
+/// pool from a template, then used over SSH: see `bioxen_vm_xcpng_new` for its keys and
+/// statuses), `sandbox` ("default" | "trusted"),
 /// `memory_limit` (bytes, 0 = none, at least 262144), `timeout` (seconds, default for each
 /// execution, 0 = none, below 1e9), `debug_mode`, `max_output` (bytes kept per output
 /// stream per execution, default 16 MiB, at least 1: 0 is refused, there is no unlimited

@@ -435,7 +435,7 @@ pub fn call(op: Op, text: &str, progress: Option<&Progress>) -> PResult<Value> {
                 None
             };
             for d in &deps {
-                progress::step(progress, "profile-package", Some(&d.name), None);
+                progress::step(progress, "profile-package", Some(&d.name), None)?;
                 let cons = (!d.constraints.is_any()).then(|| d.constraints.text.clone());
                 let r = match (&rem, &local) {
                     (Some((r, e)), _) => r.install(

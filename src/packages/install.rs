@@ -263,7 +263,7 @@ pub fn luarocks_install(
     if let Some(v) = version {
         args.push(v.to_string());
     }
-    progress::step(progress, "luarocks", Some(name), version);
+    progress::step(progress, "luarocks", Some(name), version)?;
     let out = luarocks::run(env, &args, deadline, progress)?;
     if out.status != Some(0) {
         let what = match version {
@@ -294,7 +294,7 @@ pub fn install(
     let servers = env.servers()?;
     luarocks::server_args(env)?;
     let _lock = flock::lock(&env.lock_path(), true, o.deadline)?;
-    progress::step(progress, "resolve", Some(&name), None);
+    progress::step(progress, "resolve", Some(&name), None)?;
     let indexes = index::read_all(&servers, &env.meta.lua_version, INDEX_TIMEOUT);
     let (mut avail, complete) = index::versions_of(&indexes, &name);
     if !complete && !cons.is_any() && cons.exact().is_none() {
@@ -316,7 +316,8 @@ pub fn install(
     };
     if same && !o.force {
         let v = installed.unwrap_or_default();
-        progress::step(progress, "already-installed", Some(&name), Some(&v));
+        // The work is done: a cancel now changes nothing.
+        let _ = progress::step(progress, "already-installed", Some(&name), Some(&v));
         return Ok(json!({
             "env": env.root.display().to_string(), "rock": name, "version": v,
             "already_installed": true, "installed": [], "luarocks": null,
@@ -334,7 +335,8 @@ pub fn install(
                     let rocks: Vec<Value> = plan
                         .iter()
                         .map(|p| {
-                            progress::step(
+                            // The copy is done: a cancel now changes nothing.
+                            let _ = progress::step(
                                 progress,
                                 "cache-hit",
                                 Some(&p.entry.name),
@@ -376,7 +378,8 @@ pub fn install(
         .or(version)
         .unwrap_or_default();
     let rocks: Vec<Value> = added.iter().map(|(n, v)| rock_json(n, v, false)).collect();
-    progress::step(progress, "installed", Some(&name), Some(&v));
+    // The work is done: a cancel now changes nothing.
+    let _ = progress::step(progress, "installed", Some(&name), Some(&v));
     Ok(json!({
         "env": env.root.display().to_string(), "rock": name, "version": v,
         "already_installed": false, "installed": rocks, "luarocks": run_json(&out),
@@ -425,7 +428,7 @@ pub fn remove(
     if let Some(v) = version {
         args.push(v.to_string());
     }
-    progress::step(progress, "luarocks", Some(&name), version);
+    progress::step(progress, "luarocks", Some(&name), version)?;
     let out = luarocks::run(env, &args, deadline, progress)?;
     if out.status != Some(0) {
         return Err(
@@ -439,7 +442,8 @@ pub fn remove(
         .filter(|r| !after.installed().contains(r))
         .map(|(n, v)| json!({ "name": n, "version": v }))
         .collect();
-    progress::step(progress, "removed", Some(&name), version);
+    // The work is done: a cancel now changes nothing.
+    let _ = progress::step(progress, "removed", Some(&name), version);
     Ok(
         json!({ "env": env.root.display().to_string(), "rock": name, "removed": removed, "luarocks": run_json(&out) }),
     )

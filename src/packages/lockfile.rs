@@ -261,7 +261,7 @@ pub fn sync(
                             "cache-hit",
                             Some(&o.entry.name),
                             Some(&o.entry.version),
-                        );
+                        )?;
                         installed.push(json!({ "name": o.entry.name, "version": o.entry.version, "from_cache": true }));
                     }
                 }
@@ -308,7 +308,8 @@ pub fn sync(
         }
         installed.push(json!({ "name": r.name, "version": r.version, "from_cache": false }));
     }
-    progress::step(progress, "synced", None, None);
+    // The work is done: a cancel now changes nothing.
+    let _ = progress::step(progress, "synced", None, None);
     Ok(json!({
         "env": env.root.display().to_string(),
         "installed": installed,

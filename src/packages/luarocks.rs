@@ -223,6 +223,7 @@ fn run_argv(
     let mut out = [String::new(), String::new()];
     let mut open = readers.len();
     let mut timed_out = false;
+    let mut cancelled = false;
     while open > 0 {
         let msg = match deadline.remaining() {
             None => rx.recv().ok(),
@@ -237,20 +238,20 @@ fn run_argv(
         };
         match msg {
             Some((i, Some(line))) => {
-                progress::line(
-                    progress,
-                    if i == 0 { "stdout" } else { "stderr" },
-                    line.trim_end(),
-                );
                 if out[i].len() < MAX_KEPT {
                     out[i].push_str(&line);
+                }
+                let stream = if i == 0 { "stdout" } else { "stderr" };
+                if progress::line(progress, stream, line.trim_end()).is_err() {
+                    cancelled = true;
+                    break;
                 }
             }
             Some((_, None)) => open -= 1,
             None => break,
         }
     }
-    if timed_out {
+    if timed_out || cancelled {
         // SAFETY: kill of the child's own process group.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
     }
@@ -265,6 +266,9 @@ fn run_argv(
         stdout,
         stderr,
     };
+    if cancelled {
+        return Err(with_output(progress::cancelled(), &o));
+    }
     if timed_out {
         return Err(with_output(
             PkgError::timeout(format!(

@@ -362,10 +362,10 @@ impl Remote {
         if let Some(v) = &version {
             args.push(v.clone());
         }
-        progress::step(progress, "luarocks", Some(&name), version.as_deref());
+        progress::step(progress, "luarocks", Some(&name), version.as_deref())?;
         let o = self.luarocks(env, &args, deadline)?;
         for l in o.stdout.lines() {
-            progress::line(progress, "stdout", l);
+            progress::line(progress, "stdout", l)?;
         }
         if o.status != Some(0) {
             return Err(
@@ -531,7 +531,7 @@ impl Remote {
                     r.name.clone(),
                     r.version.clone(),
                 ]);
-                progress::step(progress, "luarocks", Some(&r.name), Some(&r.version));
+                progress::step(progress, "luarocks", Some(&r.name), Some(&r.version))?;
                 let o = self.luarocks(env, &args, deadline)?;
                 if o.status != Some(0) {
                     let cause =

@@ -41,6 +41,8 @@ const QUIT_GRACE: Duration = Duration::from_millis(200);
 struct AgentStopper {
     state: Mutex<StopState>,
     waker: Waker,
+    /// Random bytes for request tokens, drawn from the system 4 KiB at a time.
+    tokens: agent::TokenSource,
 }
 
 #[derive(Default)]
@@ -48,6 +50,8 @@ struct StopState {
     active: bool,
     epoch: u64,
     reason: Option<StopReason>,
+    /// The waker was fired for this request (and must be cleared at its end).
+    woken: bool,
 }
 
 impl AgentStopper {
@@ -62,7 +66,9 @@ impl AgentStopper {
     fn end(&self) -> Option<StopReason> {
         let mut s = self.state.lock();
         s.active = false;
-        self.waker.clear();
+        if std::mem::take(&mut s.woken) {
+            self.waker.clear();
+        }
         s.reason.take()
     }
 
@@ -78,6 +84,7 @@ impl Stopper for AgentStopper {
             return false;
         }
         s.reason.get_or_insert(reason);
+        s.woken = true;
         self.waker.wake();
         true
     }
@@ -177,6 +184,7 @@ impl<T: Transport> AgentVm<T> {
             stopper: Arc::new(AgentStopper {
                 state: Mutex::new(StopState::default()),
                 waker,
+                tokens: agent::TokenSource::default(),
             }),
             decoder: Decoder::new(),
             inbox: Vec::with_capacity(64 << 10),
@@ -343,13 +351,23 @@ impl<T: Transport> AgentVm<T> {
             self.stopper.end();
             return Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()));
         }
+        // A fresh interpreter (after a stop or a crash) starts before the call's own
+        // deadline is armed: its start-up has its own bound, and a short timeout must not
+        // keep a VM from ever starting again. An interrupt still stops it.
+        if !self.transport.running() {
+            if let Err(e) = self.start(exe) {
+                self.stopper.end();
+                return Err(e);
+            }
+            self.restarts += 1;
+        }
         let ticket = timeout.and_then(|t| {
             let target: Arc<dyn Stopper> = self.stopper.clone();
             Instant::now()
                 .checked_add(t)
                 .and_then(|at| watchdog::schedule(at, target, epoch).ok())
         });
-        let r = self.run(req, exe, timeout);
+        let r = self.run(req, timeout);
         if let Some(t) = ticket {
             watchdog::cancel(t);
         }
@@ -357,15 +375,11 @@ impl<T: Transport> AgentVm<T> {
         r
     }
 
-    fn run(&mut self, req: Request<'_>, exe: &str, timeout: Option<Duration>) -> Result<Outcome> {
-        if !self.transport.running() {
-            self.start(exe)?;
-            self.restarts += 1;
-        }
+    fn run(&mut self, req: Request<'_>, timeout: Option<Duration>) -> Result<Outcome> {
         self.capture.clear();
-        // Raw output that arrived since the last call belongs to this one.
-        self.sync_raw();
-        let token = agent::new_token();
+        // Raw output that arrived since the last call joins this call's output at its
+        // first sync point.
+        let token = self.stopper.tokens.next();
         self.request.clear();
         req.encode(&mut self.request, &token, self.max_output);
         let request = std::mem::take(&mut self.request);

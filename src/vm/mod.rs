@@ -17,10 +17,11 @@ pub mod ssh;
 pub mod transport;
 #[allow(clippy::module_inception)]
 mod vm;
+pub mod xcpng;
 
 pub use options::{Sandbox, VmKind, VmOptions};
 pub use output::{ExecOutput, ExecRequest, ReplStep};
-pub use vm::{is_blank, Vm};
+pub use vm::{is_blank, reserve_serials, with_serial, Vm};
 
 use crate::error::Result;
 use std::sync::atomic::AtomicBool;

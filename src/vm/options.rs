@@ -80,6 +80,8 @@ pub struct VmOptions {
     /// The package environment whose modules the VM sees (a name or a path; on an ssh
     /// host, a name or an absolute path there). See `crate::packages`.
     pub env: Option<String>,
+    /// The `xcpng` kind's own options (pool, template, guest).
+    pub xcpng: Option<crate::vm::xcpng::XcpngOptions>,
 }
 
 /// Default cap on the bytes of output one stream keeps per execution.
@@ -102,6 +104,7 @@ impl Default for VmOptions {
             chunk_cache: DEFAULT_CHUNK_CACHE,
             ssh: None,
             env: None,
+            xcpng: None,
         }
     }
 }
@@ -228,15 +231,21 @@ impl VmOptions {
         if let Some(t) = get_str(map, "vm_type")? {
             o.kind = VmKind::parse(t)?;
         }
-        if o.kind == VmKind::Ssh {
-            let own: Map<String, Value> = map
-                .iter()
+        let own = || -> Map<String, Value> {
+            map.iter()
                 .filter(|(k, _)| !VM_OPTION_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+                .collect()
+        };
+        if o.kind == VmKind::Ssh {
             o.ssh = Some(crate::vm::ssh::SshOptions::from_json(
-                own,
+                own(),
                 base.ssh.as_ref(),
+            )?);
+        } else if o.kind == VmKind::Xcpng {
+            o.xcpng = Some(crate::vm::xcpng::XcpngOptions::from_json(
+                own(),
+                base.xcpng.as_ref(),
             )?);
         } else {
             reject_unknown(map, VM_OPTION_KEYS, "VM")?;
@@ -333,6 +342,9 @@ impl VmOptions {
         );
         if let Some(ssh) = &self.ssh {
             m.extend(ssh.to_json());
+        }
+        if let Some(x) = &self.xcpng {
+            m.extend(x.to_json());
         }
         m
     }

@@ -88,6 +88,31 @@ fn owned<F: Into<OwnedFd>>(f: Option<F>) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A connected pair of Unix stream sockets for the child's stdin: the host's end (which
+/// can be written with `MSG_NOSIGNAL`) and the child's. Both close on exec.
+fn stdin_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: socketpair fills the two descriptors, which are owned from here on.
+    if unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    } != 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptors.
+    let (host, child) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_nonblocking(host.as_raw_fd())?;
+    // The child only reads its stdin.
+    // SAFETY: shutdown on a socket we own.
+    unsafe { libc::shutdown(child.as_raw_fd(), libc::SHUT_WR) };
+    Ok((host, child))
+}
+
 /// A pipe whose write end is at descriptor 10 or above (so that it can be moved to 3 in
 /// the child whatever the host's descriptors 0–2 are). Both ends close on exec.
 fn frame_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -184,8 +209,16 @@ impl Running {
         };
         let mut wrote = false;
         while !out.is_empty() {
-            // SAFETY: writes from a live buffer to a descriptor we own.
-            let n = unsafe { write_nosigpipe(fd.as_raw_fd(), out) };
+            // SAFETY: writes from a live buffer to a socket we own. MSG_NOSIGNAL: a child
+            // gone away is EPIPE here, never a SIGPIPE in the host.
+            let n = unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    out.as_ptr().cast(),
+                    out.len(),
+                    libc::MSG_NOSIGNAL,
+                )
+            };
             if n >= 0 {
                 *out = &out[n as usize..];
                 wrote = true;
@@ -203,32 +236,6 @@ impl Running {
         }
         Ok(wrote)
     }
-}
-
-/// `write(2)` with SIGPIPE blocked for the calling thread (and a pending one consumed),
-/// so that a child gone away is EPIPE here, never a signal in the host.
-///
-/// # Safety
-/// `fd` must be a descriptor the caller owns.
-unsafe fn write_nosigpipe(fd: RawFd, buf: &[u8]) -> isize {
-    let mut set: libc::sigset_t = std::mem::zeroed();
-    let mut old: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut set);
-    libc::sigaddset(&mut set, libc::SIGPIPE);
-    libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
-    let n = libc::write(fd, buf.as_ptr().cast(), buf.len());
-    let err = *libc::__errno_location();
-    if n < 0 && err == libc::EPIPE && libc::sigismember(&old, libc::SIGPIPE) == 0 {
-        // Take the SIGPIPE this write raised before unblocking.
-        let zero = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        libc::sigtimedwait(&set, std::ptr::null_mut(), &zero);
-    }
-    libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
-    *libc::__errno_location() = err;
-    n
 }
 
 fn proc_alive(pid: i32) -> bool {
@@ -302,13 +309,14 @@ impl Transport for LocalTransport {
         let setup =
             |e: io::Error| Error::Internal(format!("could not set up the child's pipes: {e}"));
         let (frames_r, frames_w) = frame_pipe().map_err(setup)?;
+        let (stdin_host, stdin_child) = stdin_pair().map_err(setup)?;
         let w = frames_w.as_raw_fd();
         let mut cmd = Command::new(&exe);
         cmd.arg("-e")
             .arg(bootstrap)
             .env(proc_tree::TAG_VAR, &self.tag)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
+            .stdin(Stdio::from(stdin_child))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -333,13 +341,10 @@ impl Transport for LocalTransport {
         drop(frames_w);
         let pid = child.id() as i32;
         let fds = (|| -> io::Result<_> {
-            Ok((
-                owned(child.stdin.take())?,
-                owned(child.stdout.take())?,
-                owned(child.stderr.take())?,
-            ))
+            Ok((owned(child.stdout.take())?, owned(child.stderr.take())?))
         })();
-        let (stdin, out, err) = match fds {
+        let stdin = stdin_host;
+        let (out, err) = match fds {
             Ok(f) => f,
             Err(e) => {
                 let _ = child.kill();
@@ -466,9 +471,24 @@ impl Transport for LocalTransport {
 
     fn drain_raw(&mut self, sink: &mut dyn FnMut(Channel, &[u8])) {
         let buf = &mut self.buf;
-        if let Some(r) = self.running.as_mut() {
-            r.read_source(1, buf, sink);
-            r.read_source(2, buf, sink);
+        let Some(r) = self.running.as_mut() else {
+            return;
+        };
+        // One poll tells which raw pipe holds anything (usually neither): a read only
+        // where there is something to read.
+        let mut fds = [1, 2].map(|i| libc::pollfd {
+            fd: r.sources[i].fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        // SAFETY: two live pollfds (negative fds are ignored); no wait.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, 0) } <= 0 {
+            return;
+        }
+        for (k, i) in [1, 2].into_iter().enumerate() {
+            if fds[k].revents != 0 {
+                r.read_source(i, buf, sink);
+            }
         }
     }
 

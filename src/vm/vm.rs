@@ -34,6 +34,31 @@ pub struct Vm {
 
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
+thread_local! {
+    /// The serial the next VM this thread builds takes (see [`with_serial`]).
+    static PRESET_SERIAL: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// Reserves `n` consecutive serials; the first.
+pub fn reserve_serials(n: usize) -> u64 {
+    NEXT_SERIAL.fetch_add(n as u64, Relaxed)
+}
+
+/// Runs `f` with the serial of the next VM this thread builds set to `serial` (one from
+/// [`reserve_serials`]): VMs built in parallel then keep the order of their ids.
+pub fn with_serial<R>(serial: u64, f: impl FnOnce() -> R) -> R {
+    PRESET_SERIAL.with(|p| p.set(Some(serial)));
+    let r = f();
+    PRESET_SERIAL.with(|p| p.set(None));
+    r
+}
+
+fn next_serial() -> u64 {
+    PRESET_SERIAL
+        .with(|p| p.take())
+        .unwrap_or_else(|| NEXT_SERIAL.fetch_add(1, Relaxed))
+}
+
 /// What the counters need to know of an outcome.
 trait Outcome: Sized {
     /// `None` when nothing ran, else whether it ran successfully.
@@ -90,7 +115,7 @@ impl Vm {
                 .ok()
                 .filter(|v| !v.is_empty());
         }
-        let serial = NEXT_SERIAL.fetch_add(1, Relaxed);
+        let serial = next_serial();
         let name = if name.is_empty() {
             format!("vm{serial}")
         } else {
@@ -102,16 +127,41 @@ impl Vm {
             VmKind::Basic => Box::new(EmbeddedVm::new(&options)?),
             VmKind::Process => Box::new(crate::vm::process::new(&options)?),
             VmKind::Ssh => Box::new(crate::vm::ssh::new(&options)?),
-            other => {
-                return Err(Error::Unsupported(format!(
-                    "VM type '{}' is not built in this version (available: basic, process, ssh)",
-                    other.name()
-                )))
-            }
+            VmKind::Xcpng => Box::new(crate::vm::xcpng::new(&options, None)?),
         };
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    /// An xcpng VM whose deploy reports to `observer` (see [`crate::vm::xcpng::Observer`]).
+    pub fn new_xcpng(
+        name: &str,
+        options: VmOptions,
+        observer: Option<crate::vm::xcpng::Observer>,
+    ) -> Result<Arc<Vm>> {
+        if options.kind != VmKind::Xcpng {
+            return Err(Error::invalid(
+                "these options are not of an xcpng VM (vm_type)",
+            ));
+        }
+        let serial = next_serial();
+        let name = if name.is_empty() {
+            format!("vm{serial}")
+        } else {
+            name.to_string()
+        };
+        let backend = Box::new(crate::vm::xcpng::new(&options, observer)?);
+        Ok(Self::with_backend(serial, name, options, backend))
+    }
+
+    fn with_backend(
+        serial: u64,
+        name: String,
+        options: VmOptions,
+        backend: Box<dyn Backend>,
+    ) -> Arc<Vm> {
         let stopper = backend.stopper();
         log::debug!(target: "bioxen_vm::vm", "created VM '{name}' ({})", options.kind.name());
-        Ok(Arc::new(Vm {
+        Arc::new(Vm {
             serial,
             name,
             options,
@@ -123,7 +173,7 @@ impl Vm {
             executions: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             running_tag: Mutex::new(0),
-        }))
+        })
     }
 
     /// What logs and `info` call the VM.
@@ -244,13 +294,29 @@ impl Vm {
         cancel: Option<&AtomicBool>,
         f: impl FnOnce(&mut dyn Backend, Option<Duration>) -> Result<T>,
     ) -> Result<T> {
-        let mut backend = self.backend.lock();
-        if self.poisoned.load(Relaxed) {
-            return Err(self.poisoned_error());
-        }
         // A backend adds the timeout to `Instant::now()`: past the deadline horizon it is no
         // limit at all, so that sum cannot overflow whatever number the caller gave.
         let timeout = crate::deadline::bounded(timeout.or(self.options.timeout));
+        // Waiting for the VM (busy with another call) counts against the call's limit: a
+        // call with a timeout never waits past it.
+        let asked = timeout;
+        let (mut backend, timeout) = match timeout {
+            None => (self.backend.lock(), None),
+            Some(t) => {
+                let waited = std::time::Instant::now();
+                let b = self.backend.try_lock_for(t).ok_or_else(|| {
+                    Error::Timeout(format!(
+                        "{}; the VM was busy with another call the whole time",
+                        crate::vm::timeout_message(Some(t))
+                    ))
+                })?;
+                let left = t.saturating_sub(waited.elapsed());
+                (b, Some(left.max(Duration::from_nanos(1))))
+            }
+        };
+        if self.poisoned.load(Relaxed) {
+            return Err(self.poisoned_error());
+        }
         let guard = PoisonGuard(&self.poisoned);
         self.busy.store(true, Relaxed);
         // Only jobs are interrupted by tag; a synchronous call (tag 0) leaves it alone.
@@ -262,7 +328,17 @@ impl Vm {
             }
             *running = tag;
         }
-        let r = f(&mut **backend, timeout);
+        let mut r = f(&mut **backend, timeout);
+        if timeout != asked {
+            // A timeout names the call's limit, not what was left of it after the wait.
+            if let Err(Error::Timeout(m)) = &mut r {
+                *m = m.replacen(
+                    &crate::vm::timeout_message(timeout),
+                    &crate::vm::timeout_message(asked),
+                    1,
+                );
+            }
+        }
         if tag != 0 {
             *self.running_tag.lock() = 0;
         }

@@ -243,11 +243,11 @@ static void test_bad_values(void)
                 "must be a JSON object");
     CHECK(out == SENTINEL);
 
-    /* An ssh VM without its required options; a VM kind this build does not serve. */
+    /* An ssh VM, and an xcpng VM, without their required options. */
     CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"ssh\"}", &out), BIOXEN_VM_STATUS_INVALID_ARGUMENT,
                 "an ssh VM needs the option 'host'");
-    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"xcpng\"}", &out), BIOXEN_VM_STATUS_UNSUPPORTED,
-                "xcpng");
+    CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"xcpng\"}", &out), BIOXEN_VM_STATUS_VM_MANAGER_ERROR,
+                "Missing required configuration: xcp_host");
     /* A process VM whose interpreter does not exist. */
     CHECK_ERROR(bioxen_vm_new("{\"vm_type\": \"process\", \"lua_executable\": \"no-lua-here\"}",
                               &out),

@@ -22,7 +22,7 @@ static void test_create_remove(uint64_t m)
     CHECK_ERROR(bioxen_vm_manager_create_vm(m, "delta", "{\"vm_type\": \"nope\"}"),
                 BIOXEN_VM_STATUS_INVALID_ARGUMENT, "Unknown VM type: nope");
     CHECK_ERROR(bioxen_vm_manager_create_vm(m, "delta", "{\"vm_type\": \"xcpng\"}"),
-                BIOXEN_VM_STATUS_UNSUPPORTED, "xcpng");
+                BIOXEN_VM_STATUS_VM_MANAGER_ERROR, "Missing required configuration: xcp_host");
     CHECK_ERROR(bioxen_vm_manager_create_vm(m, "delta", "{\"bogus\": true}"),
                 BIOXEN_VM_STATUS_INVALID_ARGUMENT, "bogus");
     CHECK_ERROR(bioxen_vm_manager_create_vm(m, "delta", "[]"), BIOXEN_VM_STATUS_INVALID_ARGUMENT,

@@ -46,12 +46,12 @@ typedef struct {
     int bad;
 } progress_counts;
 
-static void on_progress(const char *event_json, void *user_data)
+static int32_t on_progress(const char *event_json, void *user_data)
 {
     progress_counts *c = user_data;
     if (event_json == NULL || event_json[0] != '{') {
         c->bad++;
-        return;
+        return 0;
     }
     if (strstr(event_json, "\"event\":\"step\"") != NULL) {
         c->steps++;
@@ -63,6 +63,18 @@ static void on_progress(const char *event_json, void *user_data)
     } else {
         c->bad++;
     }
+    return 0;
+}
+
+/* Cancels at the first line luarocks prints. */
+static int32_t cancel_at_output(const char *event_json, void *user_data)
+{
+    int *seen = user_data;
+    if (strstr(event_json, "\"event\":\"output\"") == NULL) {
+        return 0;
+    }
+    (*seen)++;
+    return 1;
 }
 
 static void test_lifecycle(void)
@@ -78,6 +90,18 @@ static void test_lifecycle(void)
     bioxen_vm_bytes_free(&out);
     CHECK_OK(bioxen_vm_packages_open(req("{\"env\": \"%s\"}", env), &out));
     CHECK_CONTAINS(out.data, "\"interpreter\":\"lua5.4\"");
+    bioxen_vm_bytes_free(&out);
+
+    /* A callback that answers non-zero cancels: luarocks is stopped, nothing is installed. */
+    int seen = 0;
+    CHECK_ERROR(bioxen_vm_packages_install(req("{\"env\": \"%s\", \"rock\": \"bio_compute\"}", env),
+                                           cancel_at_output, &seen, &out),
+                BIOXEN_VM_STATUS_CANCELLED, "cancelled by the progress callback");
+    CHECK_CONTAINS(out.data, "\"kind\":\"cancelled\"");
+    bioxen_vm_bytes_free(&out);
+    CHECK(seen == 1);
+    CHECK_OK(bioxen_vm_packages_list(req("{\"env\": \"%s\"}", env), &out));
+    CHECK(strstr(out.data, "\"name\":\"bio_compute\"") == NULL);
     bioxen_vm_bytes_free(&out);
 
     progress_counts counts = {0};

@@ -3,6 +3,7 @@
 
 pub mod rocks;
 pub mod sshd;
+pub mod xapi_fake;
 
 use bioxen_vm::ffi::*;
 use std::ffi::{CStr, CString};
@@ -183,6 +184,9 @@ pub fn kind_members() -> String {
     if kind == "ssh" {
         return sshd::shared().members(&lua);
     }
+    if kind == "xcpng" {
+        return xapi_fake::shared().members(&lua);
+    }
     format!(r#""vm_type": {kind:?}, "lua_executable": {lua:?}"#)
 }
 
@@ -205,7 +209,8 @@ pub fn test_kind() -> String {
 pub fn lost_state_note() -> &'static str {
     match test_kind().as_str() {
         "basic" => "",
-        "ssh" => "; the ssh VM was restarted and its state was lost",
+        // An xcpng VM is an ssh VM on its guest.
+        "ssh" | "xcpng" => "; the ssh VM was restarted and its state was lost",
         _ => "; the process VM was restarted and its state was lost",
     }
 }

@@ -81,7 +81,7 @@ impl Drop for Scratch {
 type Plain = unsafe extern "C" fn(*const c_char, *mut bioxen_vm_bytes) -> i32;
 type WithProgress = unsafe extern "C" fn(
     *const c_char,
-    bioxen_vm_packages_progress_fn,
+    bioxen_vm_progress_fn,
     *mut c_void,
     *mut bioxen_vm_bytes,
 ) -> i32;
@@ -121,10 +121,32 @@ pub struct Failure {
     pub detail: Value,
 }
 
-unsafe extern "C" fn collect(event: *const c_char, ud: *mut c_void) {
+unsafe extern "C" fn collect(event: *const c_char, ud: *mut c_void) -> i32 {
     let events = &mut *(ud as *mut Vec<Value>);
     let text = CStr::from_ptr(event).to_string_lossy();
     events.push(serde_json::from_str(&text).expect("progress events are JSON"));
+    0
+}
+
+/// What a cancelling progress callback saw: the events, and the first event that matches
+/// `at` (a step name, or "output" for luarocks' first line) answered with a cancel.
+pub struct CancelAt {
+    pub at: String,
+    pub events: Vec<Value>,
+}
+
+unsafe extern "C" fn cancel_at(event: *const c_char, ud: *mut c_void) -> i32 {
+    let c = &mut *(ud as *mut CancelAt);
+    let text = CStr::from_ptr(event).to_string_lossy();
+    let v: Value = serde_json::from_str(&text).expect("progress events are JSON");
+    let hit = v["step"] == c.at.as_str() || (c.at == "output" && v["event"] == "output");
+    c.events.push(v);
+    i32::from(hit)
+}
+
+/// As [`pkg_events`], with a callback that cancels at `c.at`.
+pub fn pkg_cancel(op: &str, req: &Value, c: &mut CancelAt) -> Result<Value, Failure> {
+    pkg_with(op, req, Some(cancel_at), c as *mut CancelAt as *mut c_void)
 }
 
 static DATA_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -154,6 +176,20 @@ fn isolate_data_dir() {
 
 /// Calls `bioxen_vm_packages_<op>` with `req`; `events` collects progress events.
 pub fn pkg_events(op: &str, req: &Value, events: &mut Vec<Value>) -> Result<Value, Failure> {
+    pkg_with(
+        op,
+        req,
+        Some(collect),
+        events as *mut Vec<Value> as *mut c_void,
+    )
+}
+
+fn pkg_with(
+    op: &str,
+    req: &Value,
+    cb: bioxen_vm_progress_fn,
+    ud: *mut c_void,
+) -> Result<Value, Failure> {
     isolate_data_dir();
     let text = c(&req.to_string());
     let mut out = bioxen_vm_bytes {
@@ -164,12 +200,7 @@ pub fn pkg_events(op: &str, req: &Value, events: &mut Vec<Value>) -> Result<Valu
         if let Some(f) = plain(op) {
             f(text.as_ptr(), &mut out)
         } else if let Some(f) = with_progress(op) {
-            f(
-                text.as_ptr(),
-                Some(collect),
-                events as *mut Vec<Value> as *mut c_void,
-                &mut out,
-            )
+            f(text.as_ptr(), cb, ud, &mut out)
         } else {
             panic!("no package function {op}")
         }

@@ -36,9 +36,9 @@ def _run(*cmd):
     return out.stdout
 
 
-def _free_port():
+def _free_port(address="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -50,13 +50,19 @@ def _namespace(pid):
 
 
 class Sshd:
-    def __init__(self, extra=""):
+    """`address`: the loopback address to listen on; `port`: a fixed port (else a free
+    one); `authorized`: the authorized_keys text (else the rig's own client key)."""
+
+    def __init__(self, extra="", address="127.0.0.1", port=None, authorized=None):
         if not os.path.exists("/usr/sbin/sshd"):
             raise RuntimeError("the ssh tests need OpenSSH's server (Debian package openssh-server)")
         if os.geteuid() != 0:
             raise RuntimeError("the ssh tests start sshd in a private mount namespace, which needs root")
         self.dir = tempfile.mkdtemp(prefix="bioxen_vm-sshd-")
         self.proc = None
+        self.address = address
+        self.fixed_port = port
+        self.authorized_text = authorized
         try:
             self._start(extra)
         except BaseException:
@@ -73,7 +79,11 @@ class Sshd:
             _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bioxen-test", "-f", os.path.join(d, name))
         self.key = os.path.join(d, "client_ed25519")
         authorized = os.path.join(d, "authorized_keys")
-        shutil.copy(self.key + ".pub", authorized)
+        if self.authorized_text is None:
+            shutil.copy(self.key + ".pub", authorized)
+        else:
+            with open(authorized, "w") as f:
+                f.write(self.authorized_text)
         os.chmod(authorized, 0o644)
         pw_hash = _run("openssl", "passwd", "-6", "-salt", "bioxenvmtest", PASSWORD).strip()
         with open("/etc/passwd") as f:
@@ -95,10 +105,10 @@ class Sshd:
             self.host_pub = " ".join(f.read().split()[:2])
         self.fingerprint = _run("ssh-keygen", "-l", "-E", "sha256", "-f", os.path.join(d, "host_ed25519.pub")).split()[1]
         for _ in range(5):
-            self.port = _free_port()
+            self.port = self.fixed_port or _free_port(self.address)
             with open(os.path.join(d, "sshd_config"), "w") as f:
                 f.write(
-                    f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {d}/host_ed25519\n"
+                    f"Port {self.port}\nListenAddress {self.address}\nHostKey {d}/host_ed25519\n"
                     f"PidFile {d}/sshd.pid\nAuthorizedKeysFile {authorized}\nPubkeyAuthentication yes\n"
                     "PasswordAuthentication yes\nKbdInteractiveAuthentication no\nUsePAM no\n"
                     "PermitRootLogin no\nStrictModes no\nLogLevel VERBOSE\nPrintMotd no\nPrintLastLog no\n"
@@ -106,7 +116,7 @@ class Sshd:
                 )
             self.known_hosts = os.path.join(d, "known_hosts")
             with open(self.known_hosts, "w") as f:
-                f.write(f"[127.0.0.1]:{self.port} {self.host_pub}\n")
+                f.write(f"[{self.address}]:{self.port} {self.host_pub}\n")
             script = (
                 f"mount --bind {d}/passwd /etc/passwd && mount --bind {d}/shadow /etc/shadow && "
                 f"mount --bind {d}/group /etc/group && mount -t tmpfs -o mode=755 tmpfs /run && "
@@ -128,7 +138,7 @@ class Sshd:
             if self.proc.poll() is not None:
                 return False
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                with socket.create_connection((self.address, self.port), timeout=2) as s:
                     if s.recv(4) == b"SSH-":
                         return True
             except OSError:
@@ -146,7 +156,7 @@ class Sshd:
     def config(self, lua="lua5.4", **extra):
         """An ssh VM's options (a dict) for this server, with key authentication."""
         c = {
-            "host": "127.0.0.1", "port": self.port, "username": USER, "key_file": self.key,
+            "host": self.address, "port": self.port, "username": USER, "key_file": self.key,
             "known_hosts": self.known_hosts, "use_agent": False, "lua_executable": lua,
         }
         c.update(extra)

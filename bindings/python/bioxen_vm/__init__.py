@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional, Union
 
 from . import _log as _log_setup  # noqa: F401  (installs the native log callback)
-from . import exceptions, logger
+from . import _sigint, exceptions, logger
 from ._native import backend as _backend
 from ._hotpath import FASTCALL as _FASTCALL
+from ._sigint import set_sigint_mode, sigint_mode
 from .exceptions import (AttachError, BioxenVMInternalError, BioxenVMValueError, DetachError,
                          InteractiveSessionError, InvalidHandleError, IOThreadError,
                          JobCancelledError, LuaNotFoundError, LuaProcessError,
@@ -38,6 +39,7 @@ from .manager import VMCluster, VMManager
 from .networking import LuaScriptTemplate, validate_host, validate_port
 from .session import InteractiveSession, SessionManager
 from .vm import LuaProcess, ManagedLuaVM, NetworkedLuaVM
+from .xcpng import XAPIError, XAPISession, XcpngVM
 
 #: The C library's version (``bioxen_vm_version()``).
 __version__: str = _backend.version()
@@ -50,12 +52,17 @@ LIBRARY_PATH: str = _backend.path
 #: ``BIOXEN_VM_FASTCALL=0``), False when they go through the backend.
 FASTCALL: bool = _FASTCALL
 
+# Ctrl-C stops the main thread's blocking calls (bioxen_vm/_sigint.py): installed now if this
+# is the main thread, else by the first VM or manager the main thread creates.
+_sigint.arm()
+
 __all__ = [
+    "XcpngVM", "XAPISession", "XAPIError",
     # classes
     "LuaProcess", "NetworkedLuaVM", "VMManager", "VMCluster", "InteractiveSession",
     "SessionManager", "LuaScriptTemplate",
     # functions
-    "validate_port", "validate_host",
+    "validate_port", "validate_host", "sigint_mode", "set_sigint_mode",
     # exceptions (the original's)
     "LuaVMError", "LuaProcessError", "NetworkingError", "LuaNotFoundError",
     "LuaSocketNotFoundError", "VMConnectionError", "VMTimeoutError", "ScriptGenerationError",
@@ -83,8 +90,10 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
     ``vm_type="basic"`` gives a :class:`LuaProcess`, or with ``networked=True`` a
     :class:`NetworkedLuaVM` (a ``process`` VM: a child ``lua`` that can load LuaSocket);
     ``vm_type="process"`` a :class:`LuaProcess` running a child ``lua_executable``.
-    Kinds the library names but does not build here (``xcpng``, ``ssh``) raise
-    :class:`UnsupportedError`; unknown kinds ``ValueError`` ("Unknown VM type: …").
+    ``vm_type="xcpng"`` gives an unstarted :class:`~bioxen_vm.xcpng.XcpngVM` for the pool
+    that ``config`` names (deployed by its ``start()`` or first use; ``progress=`` a
+    callable for the deploy's steps). ``ssh`` raises :class:`UnsupportedError` here (use
+    a manager); unknown kinds ``ValueError`` ("Unknown VM type: …").
     ``persistent`` is accepted and ignored (only managers keep a registry), as in the
     original; ``config`` is for the XCP-ng kind. Extra keywords are VM options
     (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
@@ -93,6 +102,15 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
         raise TypeError(f"vm_type must be str, not {type(vm_type).__name__}")
     if networked and vm_type in ("basic", "process"):
         return NetworkedLuaVM(vm_id, lua_executable, debug_mode, **options)
+    if vm_type == "xcpng":
+        from .xcpng import XcpngVM
+
+        if config is None:
+            raise ValueError("XCP-ng VMs require a config")
+        return XcpngVM(vm_id, config, debug_mode=debug_mode or None,
+                       persistent=persistent or None,
+                       lua_executable=None if lua_executable == "lua" else lua_executable,
+                       **options)
     return LuaProcess(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
 
 

@@ -42,21 +42,26 @@ def _wait_idle(manager: VMManager) -> None:
     """Waits until the session evaluated everything; Ctrl-C interrupts the evaluation.
 
     The wait runs on a helper thread, so the main thread stays free to receive the
-    KeyboardInterrupt (a thread blocked in the library would only see it afterwards).
+    KeyboardInterrupt whatever the Ctrl-C mode (see ``_sigint``). The main thread waits on
+    an event, not on ``join``: a ``join`` that a KeyboardInterrupt breaks can mark the
+    thread as finished while it still runs (CPython 3.11's ``_wait_for_tstate_lock``).
     """
     failure: List[BaseException] = []
+    done = threading.Event()
 
     def wait() -> None:
         try:
             manager._read_output_raw(SESSION, None, 0)  # drains what the callback showed
         except BaseException as exc:  # reported by the main thread
             failure.append(exc)
+        finally:
+            done.set()
 
     helper = threading.Thread(target=wait, name="bioxen_vm-repl-wait", daemon=True)
     helper.start()
-    while helper.is_alive():
+    while not done.is_set():
         try:
-            helper.join(0.1)
+            done.wait(0.1)
         except KeyboardInterrupt:
             manager.interrupt_session(SESSION)
     if failure:

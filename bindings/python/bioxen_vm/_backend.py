@@ -17,7 +17,10 @@ Besides the attributes named after the C functions (``bioxen_vm_manager_execute`
 * ``manager_attach(manager, vm_id, token: int | None)``: attaches a session; with a token
   its output goes to ``dispatch.on_output(token, vm_id, stream, data)``;
 * ``job_on_done(job, token: int)``: ``dispatch.on_job(token, job, status)`` once the job
-  has finished.
+  has finished;
+* ``xcpng_new(options, token) -> int`` and ``manager_create_xcpng_vm(manager, vm_id,
+  options, interactive, token)``: deploys, each event going to
+  ``dispatch.on_progress(token, event_json) -> int`` (non-zero cancels).
 
 Failed calls raise the exception of :func:`._errors.error_from_status` with the message of
 ``bioxen_vm_last_error_message``, read on the calling thread right after the call.
@@ -41,6 +44,8 @@ class Dispatch(Protocol):
     def on_output(self, token: int, vm_id: bytes, stream: int, data: bytes) -> None: ...
 
     def on_job(self, token: int, job: int, status: int) -> None: ...
+
+    def on_progress(self, token: int, event: bytes) -> int: ...
 
 
 def guarded(fn: Callable[..., None]) -> Callable[..., None]:

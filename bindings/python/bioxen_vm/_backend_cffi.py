@@ -10,6 +10,7 @@ import cffi
 
 from ._backend import Dispatch, guarded, missing_functions
 from ._errors import error_from_status
+from .exceptions import LuaVMError
 from ._header import preprocess
 from ._signatures import SIGNATURES, short_name
 
@@ -99,6 +100,13 @@ class CffiBackend:
                 unpack(data, length) if length else b"")))
         self._job_cb = ffi.callback("bioxen_vm_job_callback", onerror=ignore)(guarded(
             lambda job, status, ud: dispatch.on_job(user_data(ud), job, status)))
+
+        def cancel(*_: Any) -> int:  # onerror of the progress callback: cancel the deploy
+            return 1
+
+        self._progress_cb = ffi.callback("bioxen_vm_progress_fn", onerror=cancel)(
+            lambda event, ud: dispatch.on_progress(
+                user_data(ud), string(event) if event else b""))
 
     # --- library ------------------------------------------------------------------------
 
@@ -191,10 +199,10 @@ class CffiBackend:
         elif kind == "bytes":
             def call(*args: Any) -> bytes:  # type: ignore[misc]
                 out = new("bioxen_vm_bytes *")
-                status = fn(*args, out)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, out)
+                    if status:
+                        fail(status)
                     return unpack(out.data, out.len)
                 finally:
                     bytes_free(out)
@@ -215,11 +223,10 @@ class CffiBackend:
                     r = ffi.cast("bioxen_vm_result *", flat)
                 if args[position] is None if position >= 0 else None in args:
                     args = with_nulls(args)
-                status = c_fn(*args, r)
-                if status:
-                    pool.append((flat, r))
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = c_fn(*args, r)
+                    if status:
+                        fail(status)
                     return read(flat, ffi.buffer(flat))
                 finally:
                     result_free(r)  # frees the buffers and empties the struct for reuse
@@ -238,15 +245,14 @@ class CffiBackend:
                     buffer, out, flat, memory = slot = new_slot()
                 if args[position] is None if position >= 0 else None in args:
                     args = with_nulls(args)
-                status = c_fn(*args, buffer, out)
-                if status:
-                    slots.append(slot)
-                    fail(status)
-                if flat is None:
-                    flat = self.ffi.cast("bioxen_vm_result_flat *", out[0])
-                    memory = self.ffi.buffer(flat)
-                    slot = (buffer, out, flat, memory)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = c_fn(*args, buffer, out)
+                    if status:
+                        fail(status)
+                    if flat is None:
+                        flat = self.ffi.cast("bioxen_vm_result_flat *", out[0])
+                        memory = self.ffi.buffer(flat)
+                        slot = (buffer, out, flat, memory)
                     return read(flat, memory)
                 finally:
                     slots.append(slot)
@@ -270,13 +276,29 @@ class CffiBackend:
             def call(*args: Any) -> Optional[bytes]:  # type: ignore[misc]
                 out = new("bioxen_vm_bytes *")
                 has = new("bool *")
-                status = fn(*args, out, has)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, out, has)
+                    if status:
+                        fail(status)
                     return unpack(out.data, out.len) if has[0] else None
                 finally:
                     bytes_free(out)
+        elif kind == "xapi":
+            def call(*args: Any) -> bytes:  # type: ignore[misc]
+                out = new("bioxen_vm_bytes *")
+                err = new("bioxen_vm_bytes *")
+                status = fn(*args, out, err)
+                try:
+                    if status:
+                        try:
+                            fail(status)
+                        except LuaVMError as e:
+                            e.xapi_error = unpack(err.data, err.len) if err.len else b""
+                            raise
+                    return unpack(out.data, out.len)
+                finally:
+                    bytes_free(out)
+                    bytes_free(err)
         else:  # pragma: no cover - the table only holds the kinds above
             raise AssertionError(kind)
         return call
@@ -301,5 +323,21 @@ class CffiBackend:
     def job_on_done(self, job: int, token: int) -> None:
         status = self.functions["bioxen_vm_job_on_done"](
             job, self._job_cb, self.ffi.cast("void *", token))
+        if status:
+            self.fail(status)
+
+    def xcpng_new(self, options: bytes, token: int) -> int:
+        out = self.ffi.new("uint64_t *")
+        status = self.functions["bioxen_vm_xcpng_new"](
+            options, self._progress_cb, self.ffi.cast("void *", token), out)
+        if status:
+            self.fail(status)
+        return int(out[0])
+
+    def manager_create_xcpng_vm(self, manager: int, vm_id: bytes, options: bytes,
+                                interactive: bool, token: int) -> None:
+        status = self.functions["bioxen_vm_manager_create_xcpng_vm"](
+            manager, vm_id, options, interactive, self._progress_cb,
+            self.ffi.cast("void *", token))
         if status:
             self.fail(status)

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, Optional
 
 from ._backend import Dispatch, guarded, missing_functions
 from ._errors import error_from_status
+from .exceptions import LuaVMError
 from ._signatures import SIGNATURES, short_name
 
 
@@ -87,7 +88,7 @@ def _read(r: Result) -> Any:
 LOG_FN = ctypes.CFUNCTYPE(None, c_int32, c_char_p, c_char_p, c_void_p)
 OUTPUT_FN = ctypes.CFUNCTYPE(None, c_char_p, c_int32, c_void_p, c_size_t, c_void_p)
 JOB_FN = ctypes.CFUNCTYPE(None, c_uint64, c_int32, c_void_p)
-PROGRESS_FN = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
+PROGRESS_FN = ctypes.CFUNCTYPE(c_int32, c_char_p, c_void_p)
 
 #: abstract type of _signatures -> ctypes type
 CTYPES: Dict[str, Any] = {
@@ -153,6 +154,14 @@ class CtypesBackend:
         self._job_cb = JOB_FN(guarded(lambda job, status, ud: dispatch.on_job(
             ud or 0, job, status)))
 
+        def progress(event: Any, ud: Any) -> int:
+            try:
+                return dispatch.on_progress(ud or 0, event or b"")
+            except BaseException:  # pragma: no cover - on_progress catches its own
+                return 1
+
+        self._progress_cb = PROGRESS_FN(progress)
+
     # --- library ------------------------------------------------------------------------
 
     def version(self) -> str:
@@ -206,10 +215,10 @@ class CtypesBackend:
             def call(*args: Any) -> bytes:  # type: ignore[misc]
                 out = Bytes()
                 ref = byref(out)
-                status = fn(*args, ref)
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref)
+                    if status:
+                        fail(status)
                     return string_at(out.data, out.len)
                 finally:
                     bytes_free(ref)
@@ -224,11 +233,10 @@ class CtypesBackend:
                 except IndexError:
                     r = Result()
                     ref = byref(r)
-                status = fn(*args, ref)
-                if status:
-                    pool.append((r, ref))
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref)
+                    if status:
+                        fail(status)
                     return _read(r)
                 finally:
                     result_free(ref)  # frees the buffers and empties the struct for reuse
@@ -245,14 +253,13 @@ class CtypesBackend:
                     slot = slots.pop()
                 except IndexError:
                     slot = new_slot()
-                status = fn(*args, slot[0], slot[1])
-                if status:
-                    slots.append(slot)
-                    fail(status)
-                view = slot[2]
-                if view is None:
-                    view = slot[2] = slot[1]._obj.contents
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, slot[0], slot[1])
+                    if status:
+                        fail(status)
+                    view = slot[2]
+                    if view is None:
+                        view = slot[2] = slot[1]._obj.contents
                     return _read(view)
                 finally:
                     slots.append(slot)
@@ -273,13 +280,29 @@ class CtypesBackend:
                 out = Bytes()
                 has = c_bool()
                 ref = byref(out)
-                status = fn(*args, ref, byref(has))
-                if status:
-                    fail(status)
-                try:
+                try:  # from the call on: a signal handler may raise right after it
+                    status = fn(*args, ref, byref(has))
+                    if status:
+                        fail(status)
                     return string_at(out.data, out.len) if has.value else None
                 finally:
                     bytes_free(ref)
+        elif kind == "xapi":
+            def call(*args: Any) -> bytes:  # type: ignore[misc]
+                out, err = Bytes(), Bytes()
+                ref, eref = byref(out), byref(err)
+                status = fn(*args, ref, eref)
+                try:
+                    if status:
+                        try:
+                            fail(status)
+                        except LuaVMError as e:
+                            e.xapi_error = string_at(err.data, err.len) if err.len else b""
+                            raise
+                    return string_at(out.data, out.len)
+                finally:
+                    bytes_free(ref)
+                    bytes_free(eref)
         else:  # pragma: no cover - the table only holds the kinds above
             raise AssertionError(kind)
         call.__name__ = fn.__name__
@@ -301,5 +324,20 @@ class CtypesBackend:
 
     def job_on_done(self, job: int, token: int) -> None:
         status = self.functions["bioxen_vm_job_on_done"](job, self._job_cb, token)
+        if status:
+            self.fail(status)
+
+    def xcpng_new(self, options: bytes, token: int) -> int:
+        out = c_uint64()
+        status = self.functions["bioxen_vm_xcpng_new"](
+            options, self._progress_cb, token, byref(out))
+        if status:
+            self.fail(status)
+        return out.value
+
+    def manager_create_xcpng_vm(self, manager: int, vm_id: bytes, options: bytes,
+                                interactive: bool, token: int) -> None:
+        status = self.functions["bioxen_vm_manager_create_xcpng_vm"](
+            manager, vm_id, options, interactive, self._progress_cb, token)
         if status:
             self.fail(status)

@@ -17,6 +17,9 @@
  *
  * Thread safety: the pool is only touched with the GIL held; the library call runs without
  * it, on a buffer no other thread holds.
+ *
+ * Ctrl-C: nothing here records the call. While the main thread blocks in one of these, the
+ * Python frame that called it is what bioxen_vm/_sigint.py looks for on SIGINT to stop it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -228,9 +231,13 @@ static void give_back(bioxen_vm_result_buffer *buffer)
 }
 
 /* A failed call: `fail` raises the status's exception with this thread's last error
- * message (nothing else has called the library on this thread since). */
+ * message (nothing else has called the library on this thread since). A call that Ctrl-C
+ * stopped (INTERRUPTED, see _sigint.py) first runs the pending signal handlers, so that what
+ * the SIGINT handler raises (KeyboardInterrupt) is the call's exception. */
 static PyObject *failed(int32_t status)
 {
+    if (status == BIOXEN_VM_STATUS_INTERRUPTED && PyErr_CheckSignals() < 0)
+        return NULL;
     PyObject *none = PyObject_CallFunction(fail, "i", (int)status);
     if (none != NULL) {
         Py_DECREF(none);

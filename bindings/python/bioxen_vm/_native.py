@@ -97,6 +97,7 @@ class Dispatch:
         self.log_handler: Optional[Callable[[int, bytes, bytes], None]] = None
         self.output_handlers: Dict[int, Callable[[bytes, int, bytes], None]] = {}
         self.job_handlers: Dict[int, Callable[[int, int], None]] = {}
+        self.progress_handlers: Dict[int, Callable[[bytes], int]] = {}
         self._tokens = itertools.count(1)
 
     def new_token(self) -> int:
@@ -129,6 +130,20 @@ class Dispatch:
         handler = self.job_handlers.pop(token, None)
         if handler is not None:
             self._call(handler, job, status)
+
+    def on_progress(self, token: int, event: bytes) -> int:
+        """A deploy's event; non-zero cancels the deploy (as does a handler that fails)."""
+        handler = self.progress_handlers.get(token)
+        if handler is None:
+            return 0
+        tls = self._tls
+        tls.depth += 1
+        try:
+            return 1 if handler(event) else 0
+        except BaseException:
+            return 1
+        finally:
+            tls.depth -= 1
 
 
 def _load(dispatch: Dispatch) -> Any:

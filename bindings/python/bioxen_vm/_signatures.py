@@ -14,6 +14,8 @@ backend turns a Python call into a C call and back; every backend implements eac
   the backend supplies both (buffers come from a pool shared by all threads, one per call
   in flight, reused call after call) and returns the result as ``result`` does.
 * ``read``: ``bioxen_vm_manager_read_output``'s two outputs: ``bytes`` or ``None``.
+* ``xapi``: ``bioxen_vm_xapi_call``'s two outputs: the result ``bytes``, or on failure the
+  exception gets ``xapi_error`` (the error object's JSON ``bytes``).
 * ``callback``: takes a function pointer; each backend binds these by hand.
 * ``json``: a package function (a JSON request in, a ``bioxen_vm_bytes`` reply out that
   also holds the error object on failure); :mod:`bioxen_vm.packages` calls these itself.
@@ -123,6 +125,15 @@ SIGNATURES: Dict[str, Signature] = {
         "health", "profiles")},
     **{f"bioxen_vm_packages_{op}": ("json", "i32", ["str", "progress_fn", "void*", "bytes*"])
        for op in ("install", "remove", "sync", "bootstrap")},
+    # XAPI sessions and xcpng VMs
+    "bioxen_vm_xapi_open": ("u64", "i32", ["str", "u64*"]),
+    "bioxen_vm_xapi_call": ("xapi", "i32", ["u64", "str", "str", "bytes*", "bytes*"]),
+    "bioxen_vm_xapi_info": ("bytes", "i32", ["u64", "bytes*"]),
+    "bioxen_vm_xapi_close": ("status", "i32", ["u64"]),
+    "bioxen_vm_xcpng_new": ("callback", "i32", ["str", "progress_fn", "void*", "u64*"]),
+    "bioxen_vm_manager_create_xcpng_vm": (
+        "callback", "i32", ["u64", "str", "str", "bool", "progress_fn", "void*"]),
+    "bioxen_vm_xcpng_sweep": ("bytes", "i32", ["u64", "bool", "bytes*"]),
 }
 
 PREFIX = "bioxen_vm_"

@@ -6,6 +6,11 @@ worker thread (or at once, if the job had already finished); the callback fetche
 outcome with ``bioxen_vm_job_wait(job, 0)`` and completes the future: a result dict, or the
 exception of the job's status. ``cancel()`` cancels the native job (interrupting it if it
 runs). The job handle is freed when the future is garbage collected.
+
+Ctrl-C: a KeyboardInterrupt that ends a wait of the main thread in ``result()`` or
+``exception()`` cancels the job before it propagates (unless the Ctrl-C mode is ``"off"``;
+see ``_sigint``); so does one in ``wait_for_cluster``, whose native wait is stopped by
+cancelling its jobs.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 from typing import Any, Callable, Dict, Optional
 
-from . import _errors
+from . import _errors, _sigint
 from ._convert import result_dict
 from ._handles import own
 from ._native import backend, dispatch
@@ -33,6 +38,23 @@ class JobFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         """The native job handle (valid while this future lives)."""
         return self._job
 
+    def result(self, timeout: Optional[float] = None) -> Any:
+        """The result dict, as :meth:`concurrent.futures.Future.result`; a KeyboardInterrupt
+        (Ctrl-C) that ends the wait cancels the job first."""
+        try:
+            return super().result(timeout)
+        except KeyboardInterrupt:
+            cancel_on_ctrl_c(self)
+            raise
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        """As :meth:`concurrent.futures.Future.exception`; Ctrl-C cancels as in :meth:`result`."""
+        try:
+            return super().exception(timeout)
+        except KeyboardInterrupt:
+            cancel_on_ctrl_c(self)
+            raise
+
     def job_status(self) -> str:
         """The native job's status: ``"running"``, ``"done"`` or ``"cancelled"``."""
         return backend.job_status(self._job)
@@ -51,6 +73,16 @@ class JobFuture(concurrent.futures.Future):  # type: ignore[type-arg]
         if not cancelled:
             return False  # finished meanwhile: the callback brings the result
         return _mark_cancelled(self)
+
+
+def cancel_on_ctrl_c(future: JobFuture) -> None:
+    """Cancels the future's job because Ctrl-C ended a wait for it (not in mode "off")."""
+    if _sigint.sigint_mode() == "off":
+        return
+    try:
+        future.cancel()
+    except Exception:  # freed or finished meanwhile: nothing left to stop
+        pass
 
 
 def _mark_cancelled(future: concurrent.futures.Future) -> bool:  # type: ignore[type-arg]
@@ -113,6 +145,13 @@ def start_job(job: int, timeout: Optional[float] = None,
     return future
 
 
+def _stop_jobs(frame_locals: Any) -> None:
+    """Ctrl-C in ``wait_jobs_native`` (see ``_sigint``): cancels every job it waits for."""
+    for future in frame_locals["futures"].values():
+        cancel_on_ctrl_c(future)
+
+
+@_sigint.stops(_stop_jobs)
 def wait_jobs_native(futures: Dict[str, JobFuture], timeout_ms: int) -> Dict[str, Any]:
     """``bioxen_vm_wait_for_cluster`` over the futures' job handles."""
     import json

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import codecs
 import concurrent.futures
+import fnmatch
 import logging
 import math
 import threading
 from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union,
                     cast)
 
-from . import _convert
+from . import _convert, _sigint
 from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
                        result_dict, text_arg, timeout_ms)
 from ._hotpath import manager_execute, read_output, send_input
@@ -19,7 +20,7 @@ from ._log import sync_level
 from ._native import backend, dispatch
 from .exceptions import (DetachError, InteractiveSessionError, InvalidHandleError,
                          LuaVMError, SessionNotFoundError, VMNotFoundError, VMTimeoutError)
-from .futures import JobFuture, retitle_timeout, start_job, wait_jobs_native
+from .futures import JobFuture, cancel_on_ctrl_c, retitle_timeout, start_job, wait_jobs_native
 from .session import InteractiveSession, OutputCallback, SessionManager
 from .vm import ManagedLuaVM, ManagedNetworkedLuaVM, _int, _str
 
@@ -64,6 +65,28 @@ def _text_handler(manager: int, callback: OutputCallback) -> RawOutputHandler:
             _tls.current = None
 
     return handler
+
+
+# Ctrl-C in a manager's blocking calls (see ``_sigint``): each stops what its call waits for.
+
+def _stop_managed_vm(frame_locals: Any) -> None:
+    backend.manager_interrupt(frame_locals["self"]._handle, frame_locals["idb"])
+
+
+def _stop_session(frame_locals: Any) -> None:
+    backend.manager_interrupt_session(frame_locals["self"]._handle, frame_locals["idb"])
+
+
+def _stop_sessions(frame_locals: Any) -> None:
+    """The attached sessions matching the pattern (those a broadcast sent its command to)."""
+    manager, pattern = frame_locals["self"], frame_locals["pattern"]
+    for vm_id, info in manager.list_interactive_sessions().items():
+        if info.get("attached") and fnmatch.fnmatchcase(vm_id, pattern):
+            manager.interrupt_session(vm_id)
+
+
+def _stop_vm_jobs(frame_locals: Any) -> None:
+    backend.manager_cancel_vm(frame_locals["self"]._handle, frame_locals["idb"])
 
 
 def _vm_options(vm_type: str, networked: Optional[bool], persistent: bool,
@@ -111,6 +134,7 @@ class VMManager:
         self._id = IdCache()
         self._ids = self._id._cache  # str id -> bytes, read directly on hot paths
         sync_level()
+        _sigint.arm()
         options = options_arg({"max_workers": max_workers, "lua_executable": lua_executable,
                                "debug_mode": self.debug_mode, **vm_defaults})
         handle = backend.manager_new(options)
@@ -179,6 +203,10 @@ class VMManager:
         """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
+        if vm_type == "xcpng":
+            self._create_xcpng(idb, config, False, persistent, debug_mode, lua_executable,
+                               options)
+            return ManagedLuaVM(self, idb.decode("utf-8"))
         backend.manager_create_vm(self._h(), idb, _vm_options(
             vm_type, networked, persistent, debug_mode, lua_executable, options))
         cls = ManagedNetworkedLuaVM if networked else ManagedLuaVM
@@ -234,6 +262,7 @@ class VMManager:
 
     # --- executions -----------------------------------------------------------------------
 
+    @_sigint.stops(_stop_managed_vm)
     def execute_vm_sync(self, vm_id: str, lua_code: Union[str, bytes],
                         timeout: Optional[float] = None,
                         args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
@@ -261,6 +290,7 @@ class VMManager:
                                             timeout_ms(timeout))
         return start_job(job, timeout)
 
+    @_sigint.stops(_stop_vm_jobs)
     def wait_for_vm(self, vm_id: str, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Waits for the VM's async jobs; the result of the latest one.
 
@@ -268,8 +298,8 @@ class VMManager:
         out: :class:`~bioxen_vm.exceptions.WaitTimeoutError` (a ``TimeoutError``, the job
         goes on); a cancelled job: :class:`~bioxen_vm.exceptions.JobCancelledError`.
         """
-        r = backend.manager_wait_for_vm(self._h(), text_arg(vm_id, "vm_id"),
-                                        timeout_ms(timeout, none_ms=0))
+        idb = text_arg(vm_id, "vm_id")
+        r = backend.manager_wait_for_vm(self._h(), idb, timeout_ms(timeout, none_ms=0))
         return result_dict(r)
 
     def cancel_vm(self, vm_id: str) -> bool:
@@ -392,6 +422,7 @@ class VMManager:
             handle = self._check_reentry(idb)
         send_input(handle, idb, data)
 
+    @_sigint.stops(_stop_session)
     def read_output(self, vm_id: str, timeout: Optional[float] = 0.1) -> Optional[str]:
         """The session's buffered output (stdout and stderr in order), or None if none.
 
@@ -412,12 +443,14 @@ class VMManager:
             ms = timeout_ms(timeout, none_ms=FOREVER_MS)
         return read_output(handle, idb, ms, 0)
 
+    @_sigint.stops(_stop_session)
     def _read_output_raw(self, vm_id: str, timeout: Optional[float], flags: int
                          ) -> Optional[bytes]:
         idb = text_arg(vm_id, "vm_id")
         return backend.manager_read_output(self._check_reentry(idb), idb,
                                            timeout_ms(timeout, none_ms=FOREVER_MS), flags)
 
+    @_sigint.stops(_stop_session)
     def execute_interactive_command(self, vm_id: str, command: Union[str, bytes],
                                     timeout: Optional[float] = 5.0) -> str:
         """Sends ``command``, waits up to ``timeout`` to be idle, returns what it printed."""
@@ -460,13 +493,40 @@ class VMManager:
                               config: Optional[Mapping[str, Any]] = None,
                               networked: bool = False, auto_attach: bool = True,
                               **options: Any) -> InteractiveSession:
-        """Creates a VM with a session (attached unless ``auto_attach`` is False)."""
+        """Creates a VM with a session (attached unless ``auto_attach`` is False).
+
+        ``vm_type="xcpng"`` deploys on the pool ``config`` names (see
+        :mod:`bioxen_vm.xcpng`; ``progress=`` a callable receives each deploy step).
+        """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
+        if vm_type == "xcpng":
+            self._create_xcpng(idb, config, True, False, None, None, options)
+            session = self._session_object(idb.decode("utf-8"))
+            if auto_attach:
+                self.attach_to_vm(idb.decode("utf-8"))
+            return session
         backend.manager_create_interactive_vm(
             self._h(), idb, _vm_options(vm_type, networked, False, None, None, options),
             bool(auto_attach))
         return self._session_object(idb.decode("utf-8"))
+
+    def _create_xcpng(self, idb: bytes, config: Optional[Mapping[str, Any]], interactive: bool,
+                      persistent: bool, debug_mode: Optional[bool],
+                      lua_executable: Optional[str], options: Dict[str, Any]) -> None:
+        """Deploys an xcpng VM: ``config`` (the pool, template and guest keys) plus the VM
+        options; ``options["progress"]``, when given, receives each deploy event."""
+        from .xcpng import deploy_in
+
+        if config is None:
+            raise ValueError("XCP-ng VMs require a config")
+        progress = options.pop("progress", None)
+        import json
+
+        merged = dict(config)
+        raw = _vm_options("xcpng", None, persistent, debug_mode, lua_executable, options)
+        merged.update(json.loads(raw) if raw else {})
+        deploy_in(self, idb.decode("utf-8"), merged, interactive, progress)
 
     def clone_vm_session(self, source_vm_id: str, target_vm_id: str) -> InteractiveSession:
         """A new interactive VM with the options of ``source_vm_id`` (fresh state), attached.
@@ -491,6 +551,7 @@ class VMManager:
             _vm_options("basic", networked, False, None, None, options)))
         return {vm_id: self._session_object(vm_id) for vm_id in ids}
 
+    @_sigint.stops(_stop_sessions)
     def broadcast_to_interactive_sessions(self, pattern: str, command: Union[str, bytes],
                                           timeout: Optional[float] = 5.0) -> Dict[str, str]:
         """Runs ``command`` in every attached session matching ``pattern`` (fnmatch).
@@ -558,7 +619,13 @@ class VMManager:
             native = {str(k): cast(JobFuture, v) for k, v in futures.items()}
             raw = wait_jobs_native(native, ms)
             return {vm_id: _convert.cluster_result(entry) for vm_id, entry in raw.items()}
-        concurrent.futures.wait(list(futures.values()), timeout=timeout)
+        try:
+            concurrent.futures.wait(list(futures.values()), timeout=timeout)
+        except KeyboardInterrupt:
+            for future in futures.values():
+                if isinstance(future, JobFuture):
+                    cancel_on_ctrl_c(future)
+            raise
         results: Dict[str, Dict[str, Any]] = {}
         for vm_id, future in futures.items():
             if future.done() and not future.cancelled() and future.exception() is None:

@@ -19,7 +19,9 @@ Every operation runs in the C library (``bioxen_vm_packages_*``); failures raise
 :class:`~bioxen_vm.exceptions.PackageError` kinds carrying the library's error object as
 ``details`` (luarocks' ``exit_status``, ``stdout`` and ``stderr``, the unmet
 ``constraint``, the ``available`` versions, ...). Long operations take ``progress``: a
-callable that receives each event (a dict) on the calling thread. ``ssh`` (a dict of ssh
+callable that receives each event (a dict) on the calling thread; returning ``False`` or
+raising cancels the operation (:class:`~bioxen_vm.exceptions.JobCancelledError` or what it
+raised; luarocks is stopped). ``ssh`` (a dict of ssh
 VM options: ``host``, ``username``, ``key_file``, ...) puts the environment on that host.
 
 Module functions mirror the methods: :func:`install`, :func:`remove`, :func:`list`,
@@ -46,8 +48,8 @@ __all__ = [
 
 #: A progress callback: called with each event, e.g. ``{"event": "step", "step":
 #: "luarocks", "rock": "inspect"}`` or ``{"event": "output", "stream": "stdout", "line":
-#: "..."}``.
-Progress = Callable[[Dict[str, Any]], None]
+#: "..."}``. Returning ``False`` (or raising) cancels the operation.
+Progress = Callable[[Dict[str, Any]], Optional[bool]]
 EnvLike = Union["Environment", str, "os.PathLike[str]"]
 
 
@@ -61,9 +63,9 @@ def _ctypes_call(name: str, text: bytes, progress: Optional[Progress], events: l
     out = Bytes()
     ref = ctypes.byref(out)
     if "progress_fn" in SIGNATURES[name][2]:
-        def tramp(event: bytes, _ud: Any) -> None:
+        def tramp(event: bytes, _ud: Any) -> int:
             events.append(event)
-            _deliver(progress, events)
+            return _deliver(progress, events)
         cb = PROGRESS_FN(tramp) if progress is not None else PROGRESS_FN()
         status = fn(text, cb, None, ref)
     else:
@@ -82,10 +84,10 @@ def _cffi_call(name: str, text: bytes, progress: Optional[Progress], events: lis
     fn = _backend.functions[name]
     out = ffi.new("bioxen_vm_bytes *")
     if "progress_fn" in SIGNATURES[name][2]:
-        def tramp(event: Any, _ud: Any) -> None:
+        def tramp(event: Any, _ud: Any) -> int:
             events.append(ffi.string(event))
-            _deliver(progress, events)
-        cb = (ffi.callback("bioxen_vm_packages_progress_fn", tramp)
+            return _deliver(progress, events)
+        cb = (ffi.callback("bioxen_vm_progress_fn", tramp, onerror=lambda *_: 1)
               if progress is not None else ffi.NULL)
         status = fn(text, cb, ffi.NULL, out)
     else:
@@ -98,16 +100,22 @@ def _cffi_call(name: str, text: bytes, progress: Optional[Progress], events: lis
     return status, message, body
 
 
-def _deliver(progress: Optional[Progress], events: list) -> None:
-    """Hands the newest event to ``progress``; an exception it raises is kept (and raised
-    once the call returns) instead of unwinding into the library."""
+def _deliver(progress: Optional[Progress], events: list) -> int:
+    """Hands the newest event to ``progress`` and answers the library: 0 goes on, 1 cancels
+    (``progress`` returned ``False`` or raised; what it raised is kept, and raised once the
+    call returns, instead of unwinding into the library)."""
     raw = events.pop()
-    if progress is None or _failed(events):
-        return
+    if progress is None:
+        return 0
+    if _failed(events):
+        return 1
     try:
-        progress(json.loads(raw))
+        if progress(json.loads(raw)) is False:
+            return 1
     except BaseException as exc:  # noqa: BLE001 - re-raised after the C call
         events.append(_Raised(exc))
+        return 1
+    return 0
 
 
 class _Raised:

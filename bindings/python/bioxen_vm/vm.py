@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
 
-from . import _convert
+from . import _convert, _sigint
 from ._convert import NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms
 from ._hotpath import execute, manager_execute
 from ._handles import own
@@ -40,6 +40,11 @@ def path_arg(script_path: Any) -> bytes:
 
 
 _wrapped_classes: Dict[type, type] = {}
+
+
+def _stop_vm(frame_locals: Any) -> None:
+    """Ctrl-C in a VM's blocking call (see ``_sigint``): interrupts the VM."""
+    frame_locals["self"].interrupt()
 
 
 def as_script_generation_error(exc: LuaVMError) -> LuaVMError:
@@ -98,6 +103,7 @@ class LuaProcess:
         self.debug_mode = bool(debug_mode)
         self._session_manager: Optional["VMManager"] = None
         sync_level()
+        _sigint.arm()
         options = options_arg({
             "lua_executable": lua_executable, "debug_mode": self.debug_mode or None,
             "sandbox": sandbox, "memory_limit": memory_limit, "timeout": timeout,
@@ -151,6 +157,7 @@ class LuaProcess:
 
     # --- executions (shared by every VM kind) ----------------------------------------------
 
+    @_sigint.stops(_stop_vm)
     def _run(self, code: Union[str, bytes], args: bytes, ms: int) -> Dict[str, Any]:
         handle = self._handle
         if not handle:
@@ -160,12 +167,15 @@ class LuaProcess:
     def _run_async(self, code: bytes, args: bytes, ms: int) -> int:
         return backend.execute_async(self._h(), code, len(code), args, ms)
 
+    @_sigint.stops(_stop_vm)
     def _run_file(self, path: bytes, ms: int) -> Any:
         return backend.execute_file(self._h(), path, ms)
 
+    @_sigint.stops(_stop_vm)
     def _run_temp_script(self, code: bytes, ms: int) -> Any:
         return backend.execute_temp_script(self._h(), code, len(code), ms)
 
+    @_sigint.stops(_stop_vm)
     def _net_run(self, mode: bytes, options: bytes, ms: int) -> Any:
         return backend.net_run(self._h(), mode, options, ms)
 
@@ -353,6 +363,7 @@ class ManagedLuaVM(LuaProcess):
     def __repr__(self) -> str:
         return f"ManagedLuaVM(vm_id={self.vm_id!r})"
 
+    @_sigint.stops(_stop_vm)
     def _run(self, code: Union[str, bytes], args: bytes, ms: int) -> Dict[str, Any]:
         return manager_execute(self._manager._h(), self._id, code, args, ms)
 
@@ -360,9 +371,11 @@ class ManagedLuaVM(LuaProcess):
         return backend.manager_execute_async(self._manager._h(), self._id, code, len(code),
                                              args, ms)
 
+    @_sigint.stops(_stop_vm)
     def _run_file(self, path: bytes, ms: int) -> Any:
         return backend.manager_execute_file(self._manager._h(), self._id, path, ms)
 
+    @_sigint.stops(_stop_vm)
     def _run_temp_script(self, code: bytes, ms: int) -> Any:
         return backend.manager_execute_temp_script(self._manager._h(), self._id, code,
                                                    len(code), ms)

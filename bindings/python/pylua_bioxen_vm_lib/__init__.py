@@ -20,15 +20,15 @@ module                                         names
 ``.vm_manager``                                ``VMManager``, ``VMCluster``
 ``.exceptions``                                every exception class
 ``.logger``                                    ``VMLogger``, ``get_logger``, ...
-``.xcp_ng_integration``, ``.xapi_client``,     ``XCPngVM``, ``XAPIClient``,
-``.ssh_session``                               ``SSHSessionManager`` (not available yet)
+``.xcp_ng_integration``, ``.xapi_client``      ``XCPngVM``, ``XAPIClient`` (real XAPI)
+``.ssh_session``                               ``SSHSessionManager`` (the ssh kind)   
 ``.utils``, ``.utils.curator``, ``.env``,      the package layer: ``Curator``,
 ``.package_manager``                           ``PackageInstaller``, ``EnvironmentManager``,
                                                ... on :mod:`bioxen_vm.packages`
 ``.cli``, ``.cli_main``                        (not available)
 =============================================  ============================================
 
-What bioxen_vm does not serve yet (XCP-ng VMs, SSH sessions, the CLI)
+What bioxen_vm does not serve yet (the CLI)
 imports fine and raises :class:`~pylua_bioxen_vm_lib.exceptions.NotAvailableError` (a
 ``LuaVMError`` and ``NotImplementedError``) naming what is missing when it is used.
 Importing prints nothing and writes no file.
@@ -135,7 +135,7 @@ def create_vm(vm_id="default", vm_type="basic", networked=False, persistent=Fals
     ``networked=True``): :func:`bioxen_vm.create_vm`. ``vm_type="xcpng"`` gives an
     unstarted :class:`~pylua_bioxen_vm_lib.xcp_ng_integration.XCPngVM` after checking
     ``config`` as the original did (``VMManagerError("Missing required configuration:
-    xcp_host")``, ...); starting or using it raises ``NotAvailableError``. Other kinds and
+    xcp_host")``, ...); its ``start()`` deploys on the pool through XAPI. Other kinds and
     unknown names raise what bioxen_vm raises (``UnsupportedError`` / ``ValueError``).
     """
     if vm_type == "xcpng":

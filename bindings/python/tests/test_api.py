@@ -76,7 +76,7 @@ C_SPELLING = {
     "rbuf*": "struct bioxen_vm_result_buffer *", "rbuf**": "struct bioxen_vm_result_buffer **",
     "view**": "const struct bioxen_vm_result **",
     "log_fn": "bioxen_vm_log_fn", "output_fn": "bioxen_vm_output_fn",
-    "job_fn": "bioxen_vm_job_callback", "progress_fn": "bioxen_vm_packages_progress_fn",
+    "job_fn": "bioxen_vm_job_callback", "progress_fn": "bioxen_vm_progress_fn",
 }
 
 
@@ -155,7 +155,7 @@ def test_cffi_types_match_the_table():
         "log_fn": "void(*)(int32_t, char *, char *, void *)",
         "output_fn": "void(*)(char *, int32_t, char *, size_t, void *)",
         "job_fn": "void(*)(uint64_t, int32_t, void *)",
-        "progress_fn": "void(*)(char *, void *)",
+        "progress_fn": "int32_t(*)(char *, void *)",
     }
     backend = CffiBackend(bioxen_vm.LIBRARY_PATH, _native.Dispatch(), HEADER)
     ffi = backend.ffi

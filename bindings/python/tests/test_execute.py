@@ -233,7 +233,7 @@ def test_create_vm_factory():
         vm.close()
     with pytest.raises(ValueError, match="Unknown VM type: nope"):
         bioxen_vm.create_vm("x", vm_type="nope")
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="require a config"):
         bioxen_vm.create_vm("x", vm_type="xcpng")
     with pytest.raises(TypeError):
         bioxen_vm.create_vm("x", vm_type=3)

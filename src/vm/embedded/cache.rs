@@ -77,6 +77,11 @@ impl ChunkCache {
 
     /// The compiled chunk (a registry reference) for `code`, if cached.
     pub fn get(&mut self, code: &[u8]) -> Option<c_int> {
+        if code.len() > MAX_CACHED_CODE {
+            // Never kept; and hashing it would take as long as the code is (while a
+            // deadline cannot stop it).
+            return None;
+        }
         self.tick += 1;
         if let Some((c, chunk)) = &self.last {
             if **c == *code {

@@ -5,6 +5,7 @@
 //! the VM's [`Capture`]. Lua only runs while the VM's lock is held, and the host reads the
 //! buffers under the same lock, so the pointer is never used concurrently.
 
+use super::stop::stop_pending;
 use mlua::ffi;
 use std::os::raw::c_int;
 
@@ -20,7 +21,7 @@ pub struct Capture {
 }
 
 /// Buffer capacity kept between executions; larger buffers are released.
-const KEEP_CAPACITY: usize = 64 << 10;
+pub const KEEP_CAPACITY: usize = 64 << 10;
 
 /// A copy of `bytes` whose capacity leaves room for one more byte (the C side's NUL), so
 /// handing it to C needs no reallocation.
@@ -57,6 +58,7 @@ impl Capture {
         }
     }
 
+    #[inline]
     pub fn push(&mut self, stream: ffi::lua_Integer, bytes: &[u8]) {
         let buf = if stream == STDERR {
             &mut self.stderr
@@ -80,6 +82,46 @@ impl Capture {
         }
         self.dropped = 0;
     }
+}
+
+/// Bytes copied into a buffer between two looks at the stop flag.
+const PIECE: usize = 1 << 20;
+
+/// [`Capture::push`] of `bytes` in pieces, looking at the VM's stop flag between them: a
+/// long text (up to `max_output` of it is copied) does not hold back a timeout or an
+/// interrupt. Returns `false` when it stopped copying for a pending stop (the output is
+/// thrown away then).
+///
+/// # Safety
+/// `l` must be a thread of the VM whose capture `cap` is, and `cap` not otherwise borrowed.
+pub unsafe fn push_stoppable(
+    l: *mut ffi::lua_State,
+    cap: *mut Capture,
+    stream: ffi::lua_Integer,
+    bytes: &[u8],
+) -> bool {
+    let mut rest = bytes;
+    while rest.len() > PIECE {
+        let full = {
+            let c = &*cap;
+            let buf = if stream == STDERR {
+                &c.stderr
+            } else {
+                &c.stdout
+            };
+            buf.len() >= c.max
+        };
+        if full {
+            break;
+        }
+        (*cap).push(stream, &rest[..PIECE]);
+        rest = &rest[PIECE..];
+        if stop_pending(l) {
+            return false;
+        }
+    }
+    (*cap).push(stream, rest);
+    true
 }
 
 unsafe fn capture_of(l: *mut ffi::lua_State) -> &'static mut Capture {
@@ -108,11 +150,12 @@ pub unsafe extern "C-unwind" fn capture_print(l: *mut ffi::lua_State) -> c_int {
     let stream = stream_of(l);
     for i in 1..=n {
         let s = bytes_at(l, i, true);
-        let cap = capture_of(l);
         if i > 1 {
-            cap.push(stream, b"\t");
+            capture_of(l).push(stream, b"\t");
         }
-        cap.push(stream, s);
+        if !push_stoppable(l, capture_of(l), stream, s) {
+            return 0;
+        }
         ffi::lua_pop(l, 1);
     }
     capture_of(l).push(stream, b"\n");
@@ -139,7 +182,9 @@ unsafe fn write_args(l: *mut ffi::lua_State, first: c_int) {
     let stream = stream_of(l);
     for i in first..=n {
         let s = bytes_at(l, i, false);
-        capture_of(l).push(stream, s);
+        if !push_stoppable(l, capture_of(l), stream, s) {
+            return;
+        }
     }
 }
 
@@ -165,7 +210,9 @@ pub unsafe extern "C-unwind" fn capture_warn(l: *mut ffi::lua_State) -> c_int {
     capture_of(l).push(STDERR, b"Lua warning: ");
     for i in 1..=n {
         let s = bytes_at(l, i, false);
-        capture_of(l).push(STDERR, s);
+        if !push_stoppable(l, capture_of(l), STDERR, s) {
+            return 0;
+        }
     }
     capture_of(l).push(STDERR, b"\n");
     0

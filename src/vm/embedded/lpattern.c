@@ -1,12 +1,16 @@
 /*
 ** Pattern matching for bioxen_vm: Lua 5.4.9's own string.find, string.match,
 ** string.gmatch and string.gsub (the "PATTERN MATCHING" section of lstrlib.c, copied
-** unchanged), with one addition: every 1024 steps of the matcher, it looks at the VM's
-** stop flag and raises an error when a timeout or an interrupt is pending. A single
-** pattern call is one C call that no Lua hook can reach; this makes it stoppable.
-**
-** The stop flag: the first byte of the object whose address the library stores in the
-** state's extra space (see src/vm/embedded/stop.rs, LuaStopper); 0 means "go on".
+** unchanged), with these additions, all marked "bioxen_vm:":
+** - the matcher counts its work (calls of 'match', characters tried against an item,
+**   bytes of a character class or a '%b' scan or a back-reference compared, bytes of a
+**   replacement copied) and looks at the VM's stop flag every BXVM_STOP_BUDGET units
+**   (stop.h), raising an error when a timeout or an interrupt is pending. A single
+**   pattern call is one C call that no Lua hook can reach; this makes it stoppable.
+** - a plain search ('string.find' with 'plain' or a pattern without specials) runs in
+**   linear time: memmem over windows of the subject with a stop check between windows,
+**   and for needles longer than BXVM_MEMMEM_MAX_NEEDLE a Rabin-Karp search with stop
+**   checks (Lua's own 'lmemfind' is O(n*m) with no way to stop it).
 **
 ** Lua is distributed under the following license:
 ** Copyright (C) 1994-2026 Lua.org, PUC-Rio.
@@ -32,48 +36,26 @@
 */
 
 #define LUA_LIB
+/* bioxen_vm: for memmem */
+#define _GNU_SOURCE
 
 #include <ctype.h>
 #include <limits.h>
 #include <stddef.h>
 #include <string.h>
 
+#include <time.h>
+
 #include "lua.h"
 #include "lauxlib.h"
+
+#include "stop.h"
 
 #if !defined(LUA_MAXCAPTURES)
 #define LUA_MAXCAPTURES		32
 #endif
 
 #define uchar(c)	((unsigned char)(c))
-
-/* Steps of the matcher between two looks at the stop flag (a power of two). */
-#define BXVM_STOP_CHECK_INTERVAL 1024u
-
-static int bxvm_stop_pending (lua_State *L) {
-  const unsigned char *flag = *(const unsigned char *const *)lua_getextraspace(L);
-  return flag != NULL && __atomic_load_n(flag, __ATOMIC_SEQ_CST) != 0;
-}
-
-/*
-** translate a relative initial string position
-** (negative means back from end): clip result to [1, inf).
-** The length of any string in Lua must fit in a lua_Integer,
-** so there are no overflows in the casts.
-** The inverted comparison avoids a possible overflow
-** computing '-pos'.
-*/
-static size_t posrelatI (lua_Integer pos, size_t len) {
-  if (pos > 0)
-    return (size_t)pos;
-  else if (pos == 0)
-    return 1;
-  else if (pos < -(lua_Integer)len)  /* inverted comparison */
-    return 1;  /* clip to 1 */
-  else return len + (size_t)pos + 1;
-}
-
-/* }====================================================== */
 
 /*
 ** {======================================================
@@ -92,7 +74,7 @@ typedef struct MatchState {
   const char *p_end;  /* end ('\0') of pattern */
   lua_State *L;
   int matchdepth;  /* control for recursive depth (to avoid C stack overflow) */
-  unsigned int steps;  /* bioxen_vm: steps since the stop flag was last read */
+  long budget;  /* bioxen_vm: units of work left before the stop flag is read again */
   unsigned char level;  /* total number of captures (finished or unfinished) */
   struct {
     const char *init;
@@ -140,6 +122,7 @@ static const char *classend (MatchState *ms, const char *p) {
       return p+1;
     }
     case '[': {
+      const char *start = p;  /* bioxen_vm: to count the scan */
       if (*p == '^') p++;
       do {  /* look for a ']' */
         if (l_unlikely(p == ms->p_end))
@@ -147,6 +130,7 @@ static const char *classend (MatchState *ms, const char *p) {
         if (*(p++) == L_ESC && p < ms->p_end)
           p++;  /* skip escapes (e.g. '%]') */
       } while (*p != ']');
+      bxvm_work(ms->L, &ms->budget, (long)(p - start));  /* bioxen_vm */
       return p+1;
     }
     default: {
@@ -205,10 +189,13 @@ static int singlematch (MatchState *ms, const char *s, const char *p,
     return 0;
   else {
     int c = uchar(*s);
+    bxvm_work(ms->L, &ms->budget, 1);  /* bioxen_vm: one character tried */
     switch (*p) {
       case '.': return 1;  /* matches any char */
       case L_ESC: return match_class(c, uchar(*(p+1)));
-      case '[': return matchbracketclass(c, p, ep-1);
+      case '[':  /* bioxen_vm: the class is scanned for each character */
+        bxvm_work(ms->L, &ms->budget, (long)(ep - p));
+        return matchbracketclass(c, p, ep-1);
       default:  return (uchar(*p) == c);
     }
   }
@@ -225,6 +212,7 @@ static const char *matchbalance (MatchState *ms, const char *s,
     int e = *(p+1);
     int cont = 1;
     while (++s < ms->src_end) {
+      bxvm_work(ms->L, &ms->budget, 1);  /* bioxen_vm: one byte scanned */
       if (*s == e) {
         if (--cont == 0) return s+1;
       }
@@ -292,9 +280,19 @@ static const char *match_capture (MatchState *ms, const char *s, int l) {
   size_t len;
   l = check_capture(ms, l);
   len = ms->capture[l].len;
-  if ((size_t)(ms->src_end-s) >= len &&
-      memcmp(ms->capture[l].init, s, len) == 0)
+  if ((size_t)(ms->src_end-s) >= len) {
+    /* bioxen_vm: compared in pieces, with the work counted */
+    const char *init = ms->capture[l].init;
+    size_t done = 0;
+    while (done < len) {
+      size_t n = (len - done < BXVM_CHUNK) ? len - done : BXVM_CHUNK;
+      if (memcmp(init + done, s + done, n) != 0)
+        return NULL;
+      done += n;
+      bxvm_work(ms->L, &ms->budget, (long)(n / 16) + 1);
+    }
     return s+len;
+  }
   else return NULL;
 }
 
@@ -303,9 +301,7 @@ static const char *match (MatchState *ms, const char *s, const char *p) {
   if (l_unlikely(ms->matchdepth-- == 0))
     luaL_error(ms->L, "pattern too complex");
   /* bioxen_vm: let a pending timeout or interrupt stop a long match */
-  if (l_unlikely((++ms->steps & (BXVM_STOP_CHECK_INTERVAL - 1)) == 0) &&
-      bxvm_stop_pending(ms->L))
-    luaL_error(ms->L, "bioxen_vm: execution stopped during pattern matching");
+  bxvm_work(ms->L, &ms->budget, 1);
   init: /* using goto to optimize tail recursion */
   if (p != ms->p_end) {  /* end of pattern? */
     switch (*p) {
@@ -406,26 +402,119 @@ static const char *match (MatchState *ms, const char *s, const char *p) {
 
 
 
-static const char *lmemfind (const char *s1, size_t l1,
-                               const char *s2, size_t l2) {
-  if (l2 == 0) return s1;  /* empty strings are everywhere */
-  else if (l2 > l1) return NULL;  /* avoids a negative 'l1' */
-  else {
-    const char *init;  /* to search for a '*s2' inside 's1' */
-    l2--;  /* 1st char will be checked by 'memchr' */
-    l1 = l1-l2;  /* 's2' cannot be found after that */
-    while (l1 > 0 && (init = (const char *)memchr(s1, *s2, l1)) != NULL) {
-      init++;   /* 1st char is already checked */
-      if (memcmp(init, s2+1, l2) == 0)
-        return init-1;
-      else {  /* correct 'l1' and 's1' to try again */
-        l1 -= init-s1;
-        s1 = init;
-      }
-    }
-    return NULL;  /* not found */
+/*
+** {======================================================
+** bioxen_vm: PLAIN SEARCH in linear time, stoppable
+** =======================================================
+*/
+
+/* Needles up to this length are searched with memmem, over windows of the subject. */
+#define BXVM_MEMMEM_MAX_NEEDLE ((size_t)1 << 16)
+/* Start positions covered by one memmem call. */
+#define BXVM_FIND_WINDOW ((size_t)1 << 20)
+
+#if defined(__SIZEOF_INT128__)
+/* Rabin-Karp arithmetic modulo the prime 2^61 - 1. */
+#define RK_P ((((unsigned long long)1) << 61) - 1)
+__extension__ typedef unsigned __int128 rk_wide;
+static unsigned long long rk_mul (unsigned long long a, unsigned long long b) {
+  rk_wide r = (rk_wide)a * b;
+  unsigned long long x = (unsigned long long)(r & RK_P) +
+                         (unsigned long long)(r >> 61);
+  return (x >= RK_P) ? x - RK_P : x;
+}
+#else
+/* Rabin-Karp arithmetic modulo the prime 2^31 - 1. */
+#define RK_P 2147483647ULL
+static unsigned long long rk_mul (unsigned long long a, unsigned long long b) {
+  return (a * b) % RK_P;
+}
+#endif
+
+static unsigned long long rk_add (unsigned long long a, unsigned long long b) {
+  unsigned long long x = a + b;
+  return (x >= RK_P) ? x - RK_P : x;
+}
+
+static unsigned long long rk_sub (unsigned long long a, unsigned long long b) {
+  return (a >= b) ? a - b : a + RK_P - b;
+}
+
+/* A base the input cannot be tuned against: a different one for every search. */
+static unsigned long long rk_base (const void *p) {
+  static unsigned long long counter = 0;
+  unsigned long long x = (unsigned long long)(size_t)p ^
+                         ((unsigned long long)time(NULL) << 20) ^
+                         (unsigned long long)clock() ^
+                         (++counter * 0x9E3779B97F4A7C15ULL);
+  /* splitmix64 finalizer */
+  x ^= x >> 30; x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27; x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return 256 + x % (RK_P - 512);
+}
+
+/* Whether the 'l' bytes at 'a' and 'b' are equal; compares in pieces, counting the work. */
+static int equal_checked (lua_State *L, long *budget,
+                          const char *a, const char *b, size_t l) {
+  while (l > 0) {
+    size_t n = (l < BXVM_CHUNK) ? l : BXVM_CHUNK;
+    if (memcmp(a, b, n) != 0)
+      return 0;
+    a += n; b += n; l -= n;
+    bxvm_work(L, budget, (long)(n / 16) + 1);
+  }
+  return 1;
+}
+
+/* First occurrence of 's2' (l2 > 0) in 's1' (l1 >= l2), Rabin-Karp. */
+static const char *rk_find (lua_State *L, const char *s1, size_t l1,
+                            const char *s2, size_t l2) {
+  unsigned long long base = rk_base(s2);
+  unsigned long long h2 = 0, h1 = 0, top = 1;  /* top = base^(l2 - 1) */
+  long budget = BXVM_STOP_BUDGET;
+  size_t i;
+  for (i = 0; i < l2; i++) {
+    h2 = rk_add(rk_mul(h2, base), uchar(s2[i]));
+    h1 = rk_add(rk_mul(h1, base), uchar(s1[i]));
+    if (i + 1 < l2)
+      top = rk_mul(top, base);
+    bxvm_work(L, &budget, 4);
+  }
+  for (i = 0; ; i++) {
+    if (h1 == h2 && equal_checked(L, &budget, s1 + i, s2, l2))
+      return s1 + i;
+    if (i + l2 >= l1)
+      return NULL;
+    h1 = rk_sub(h1, rk_mul(uchar(s1[i]), top));
+    h1 = rk_add(rk_mul(h1, base), uchar(s1[i + l2]));
+    bxvm_work(L, &budget, 4);
   }
 }
+
+/* First occurrence of 's2' in 's1' (Lua's 'lmemfind', linear and stoppable). */
+static const char *lmemfind (lua_State *L, const char *s1, size_t l1,
+                             const char *s2, size_t l2) {
+  if (l2 == 0) return s1;  /* empty strings are everywhere */
+  else if (l2 > l1) return NULL;  /* avoids a negative 'l1' */
+  else if (l2 > BXVM_MEMMEM_MAX_NEEDLE) return rk_find(L, s1, l1, s2, l2);
+  else {
+    const char *end = s1 + l1;
+    for (;;) {
+      size_t avail = (size_t)(end - s1);
+      /* starts s1 .. s1 + BXVM_FIND_WINDOW - 1 */
+      size_t span = (avail < BXVM_FIND_WINDOW + l2 - 1)
+                  ? avail : BXVM_FIND_WINDOW + l2 - 1;
+      const char *r = (const char *)memmem(s1, span, s2, l2);
+      if (r != NULL) return r;
+      if (span == avail) return NULL;
+      s1 += BXVM_FIND_WINDOW;
+      bxvm_check_stop(L);
+    }
+  }
+}
+
+/* }====================================================== */
 
 
 /*
@@ -462,8 +551,10 @@ static void push_onecapture (MatchState *ms, int i, const char *s,
                                                     const char *e) {
   const char *cap;
   ptrdiff_t l = get_onecapture(ms, i, s, e, &cap);
-  if (l != CAP_POSITION)
+  if (l != CAP_POSITION) {
+    bxvm_work(ms->L, &ms->budget, (long)(l / 16) + 1);  /* bioxen_vm */
     lua_pushlstring(ms->L, cap, l);
+  }
   /* else position was already pushed */
 }
 
@@ -478,14 +569,23 @@ static int push_captures (MatchState *ms, const char *s, const char *e) {
 }
 
 
-/* check whether pattern has no special characters */
-static int nospecials (const char *p, size_t l) {
-  size_t upto = 0;
-  do {
-    if (strpbrk(p + upto, SPECIALS))
+/*
+** check whether pattern has no special characters
+** (bioxen_vm: one stoppable pass over the pattern; Lua's calls 'strpbrk' and 'strlen'
+** once per embedded zero)
+*/
+static int nospecials (lua_State *L, const char *p, size_t l) {
+  static const unsigned char special[UCHAR_MAX + 1] = {
+    ['^'] = 1, ['$'] = 1, ['*'] = 1, ['+'] = 1, ['?'] = 1, ['.'] = 1,
+    ['('] = 1, ['['] = 1, ['%'] = 1, ['-'] = 1
+  };
+  long budget = BXVM_STOP_BUDGET;
+  size_t i;
+  for (i = 0; i < l; i++) {
+    if (special[uchar(p[i])])
       return 0;  /* pattern has a special character */
-    upto += strlen(p + upto) + 1;  /* may have more after \0 */
-  } while (upto <= l);
+    bxvm_work(L, &budget, 1);
+  }
   return 1;  /* no special chars found */
 }
 
@@ -493,7 +593,7 @@ static int nospecials (const char *p, size_t l) {
 static void prepstate (MatchState *ms, lua_State *L,
                        const char *s, size_t ls, const char *p, size_t lp) {
   ms->L = L;
-  ms->steps = 0;
+  ms->budget = BXVM_STOP_BUDGET;
   ms->src_init = s;
   ms->src_end = s + ls;
   ms->p_end = p + lp;
@@ -516,9 +616,9 @@ static int str_find_aux (lua_State *L, int find) {
     return 1;
   }
   /* explicit request or no special characters? */
-  if (find && (lua_toboolean(L, 4) || nospecials(p, lp))) {
+  if (find && (lua_toboolean(L, 4) || nospecials(L, p, lp))) {
     /* do a plain search */
-    const char *s2 = lmemfind(s + init, ls - init, p, lp);
+    const char *s2 = lmemfind(L, s + init, ls - init, p, lp);
     if (s2) {
       lua_pushinteger(L, (s2 - s) + 1);
       lua_pushinteger(L, (s2 - s) + lp);
@@ -610,20 +710,26 @@ static void add_s (MatchState *ms, luaL_Buffer *b, const char *s,
   lua_State *L = ms->L;
   const char *news = lua_tolstring(L, 3, &l);
   const char *p;
+  bxvm_work(L, &ms->budget, (long)(l / 16) + 1);  /* bioxen_vm: the copy */
   while ((p = (char *)memchr(news, L_ESC, l)) != NULL) {
+    bxvm_work(L, &ms->budget, 1);  /* bioxen_vm: one item (a capture is below) */
     luaL_addlstring(b, news, p - news);
     p++;  /* skip ESC */
     if (*p == L_ESC)  /* '%%' */
       luaL_addchar(b, *p);
-    else if (*p == '0')  /* '%0' */
+    else if (*p == '0') {  /* '%0' */
+        bxvm_work(L, &ms->budget, (long)((e - s) / 16));  /* bioxen_vm */
         luaL_addlstring(b, s, e - s);
+    }
     else if (isdigit(uchar(*p))) {  /* '%n' */
       const char *cap;
       ptrdiff_t resl = get_onecapture(ms, *p - '1', s, e, &cap);
       if (resl == CAP_POSITION)
         luaL_addvalue(b);  /* add position to accumulated result */
-      else
+      else {
+        bxvm_work(L, &ms->budget, (long)(resl / 16));  /* bioxen_vm */
         luaL_addlstring(b, cap, resl);
+      }
     }
     else
       luaL_error(L, "invalid use of '%c' in replacement string", L_ESC);
@@ -642,6 +748,7 @@ static void add_s (MatchState *ms, luaL_Buffer *b, const char *s,
 static int add_value (MatchState *ms, luaL_Buffer *b, const char *s,
                                       const char *e, int tr) {
   lua_State *L = ms->L;
+  bxvm_work(L, &ms->budget, 1);  /* bioxen_vm: one replacement */
   switch (tr) {
     case LUA_TFUNCTION: {  /* call the function */
       int n;

@@ -1,6 +1,10 @@
 //! The `basic` VM kind: one persistent Lua 5.4 state (vendored, created and owned through
 //! mlua) per VM. Chunks are compiled once into a bounded cache and run on the raw stack
 //! (`call.rs`); the sandbox, output capture and stop machinery live in their own files.
+//!
+//! An execution's stop window (its deadline and interrupts) covers compiling, running and
+//! converting the results; what it hands back is bounded by `max_output` per item
+//! (stdout, stderr, the values' JSON, the error message).
 
 mod cache;
 mod call;
@@ -15,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::vm::{Backend, ExecOutput, ExecRequest, ReplStep, StopReason, Stopper, VmOptions};
 use crate::watchdog;
 use cache::{ChunkCache, MAX_CACHED_CODE};
-use call::{Compiled, Ended};
-use capture::{copy_into, Capture};
+use call::{Compiled, Ended, ErrorInfo, ErrorText, Slots};
+use capture::{copy_into, Capture, KEEP_CAPACITY, STDERR};
 use mlua::{ffi, Lua};
 use std::cell::UnsafeCell;
 use std::os::raw::c_int;
@@ -44,18 +48,23 @@ pub struct EmbeddedVm {
     not_expr: std::collections::HashSet<Box<[u8]>>,
     /// Registry slot of the original `tostring` (used to print returned values).
     tostring_ref: c_int,
+    /// Registry slot of the message handler.
+    handler_ref: c_int,
     values_json: Vec<u8>,
     main: MainState,
     capture: Box<UnsafeCell<Capture>>,
+    error_info: Box<UnsafeCell<ErrorInfo>>,
     stopper: Arc<LuaStopper>,
     memory_limit: Option<usize>,
     /// What `require` searches when the VM uses a package environment (the state points
     /// to it; kept for the state's life).
     _modules: Option<Box<UnsafeCell<require::Modules>>>,
+    max_output: usize,
 }
 
-// SAFETY: `capture` and the state are only touched by the thread holding `&mut EmbeddedVm`
-// (directly, or by Lua running inside `execute`); everything else is `Send`.
+// SAFETY: `capture`, `error_info` and the state are only touched by the thread holding
+// `&mut EmbeddedVm` (directly, or by Lua running inside `execute`); everything else is
+// `Send`.
 unsafe impl Send for EmbeddedVm {}
 
 fn setup_error(e: mlua::Error) -> Error {
@@ -81,14 +90,28 @@ fn keep(main: &MainState, cache: &mut ChunkCache, key: &[u8], chunk: c_int) -> b
     false
 }
 
+/// A compiled chunk (and whether to release it after its call), or a syntax error.
+type Chunk = std::result::Result<(c_int, bool), ErrorText>;
+
+/// What interactive input came to inside its stop window.
+enum ReplRun {
+    Incomplete,
+    Ended(Ended),
+}
+
 impl EmbeddedVm {
     pub fn new(options: &VmOptions) -> Result<Self> {
         // The duration clock calibrates once per process: here, not in an execution.
         clock::warm_up();
         let lua = sandbox::new_state(options.sandbox).map_err(setup_error)?;
         let capture = Box::new(UnsafeCell::new(Capture::new(options.max_output)));
+        let error_info = Box::new(UnsafeCell::new(ErrorInfo {
+            max: options.max_output,
+            full_len: 0,
+        }));
         let stopper = Arc::new(LuaStopper::new());
         let cap_ptr = capture.get();
+        let info_ptr = error_info.get();
         let stop_ptr: *const LuaStopper = &*stopper;
         let sb = options.sandbox;
         let modules = crate::packages::vmenv::for_embedded(options)?
@@ -96,7 +119,9 @@ impl EmbeddedVm {
         let mod_ptr = modules.as_ref().map(|m| m.get());
         let mut main = std::ptr::null_mut();
         let mut tostring_ref = 0;
-        // SAFETY: `capture` and `stopper` are owned by the returned VM and dropped after `lua`.
+        let mut handler_ref = 0;
+        // SAFETY: `capture`, `error_info` and `stopper` are owned by the returned VM and
+        // dropped after `lua`.
         unsafe {
             lua.exec_raw::<()>((), |l| {
                 main = l;
@@ -108,6 +133,7 @@ impl EmbeddedVm {
                 }
                 ffi::lua_getglobal(l, c"tostring".as_ptr());
                 tostring_ref = ffi::luaL_ref(l, ffi::LUA_REGISTRYINDEX);
+                handler_ref = call::register_handler(l, info_ptr);
             })
         }
         .map_err(setup_error)?;
@@ -121,12 +147,15 @@ impl EmbeddedVm {
             repl_stmt: ChunkCache::new(options.chunk_cache),
             not_expr: Default::default(),
             tostring_ref,
+            handler_ref,
             values_json: Vec::new(),
             main: MainState(main),
             capture,
+            error_info,
             stopper,
             memory_limit: options.memory_limit,
             _modules: modules,
+            max_output: options.max_output,
         })
     }
 
@@ -136,11 +165,11 @@ impl EmbeddedVm {
 
     /// The compiled chunk for `code` and whether it must be released after the call
     /// (when the cache does not keep it).
-    fn chunk(&mut self, code: &[u8]) -> Result<std::result::Result<(c_int, bool), String>> {
+    fn chunk(&mut self, code: &[u8]) -> Result<Chunk> {
         if let Some(c) = self.cache.get(code) {
             return Ok(Ok((c, false)));
         }
-        let compiled = call::compile(&self.lua, code, call::CHUNK_NAME);
+        let compiled = call::compile(&self.lua, code, call::CHUNK_NAME, self.max_output);
         Ok(self
             .compiled(compiled)?
             .map(|c| (c, keep(&self.main, &mut self.cache, code, c))))
@@ -150,10 +179,10 @@ impl EmbeddedVm {
     fn compiled(
         &mut self,
         r: mlua::Result<Compiled>,
-    ) -> Result<std::result::Result<c_int, String>> {
+    ) -> Result<std::result::Result<c_int, ErrorText>> {
         match r {
             Ok(Compiled::Chunk(c)) => Ok(Ok(c)),
-            Ok(Compiled::SyntaxError(m)) => Ok(Err(m)),
+            Ok(Compiled::SyntaxError { message, .. }) => Ok(Err(message)),
             Ok(Compiled::OutOfMemory) => Err(self.memory_error("not enough memory".into())),
             Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
             Err(e) => Err(Error::Internal(format!("compiling failed: {e}"))),
@@ -161,133 +190,232 @@ impl EmbeddedVm {
     }
 
     /// `code` compiled under `name`, released after its call.
-    fn named_chunk(
-        &mut self,
-        code: &[u8],
-        name: &[u8],
-    ) -> Result<std::result::Result<(c_int, bool), String>> {
+    fn named_chunk(&mut self, code: &[u8], name: &[u8]) -> Result<Chunk> {
         let name = std::ffi::CString::new(name)
             .map_err(|_| Error::invalid("a chunk name cannot contain NUL"))?;
-        let compiled = call::compile(&self.lua, code, &name);
+        let compiled = call::compile(&self.lua, code, &name, self.max_output);
         Ok(self.compiled(compiled)?.map(|c| (c, true)))
     }
 
-    /// Runs `chunk` under the stop machinery (and a deadline when `timeout` is set).
-    fn run(
+    /// Runs `f` inside the execution's stop window: a deadline when `timeout` is set, and
+    /// interrupts. Returns what `f` returned (nothing when `cancel` was already set) and
+    /// why the window was stopped, if it was.
+    fn stop_window<T>(
         &mut self,
-        chunk: c_int,
-        args: Option<&serde_json::Value>,
         timeout: Option<Duration>,
         cancel: Option<&AtomicBool>,
-    ) -> (Ended, Option<StopReason>) {
+        f: impl FnOnce(&mut Self) -> T,
+    ) -> (Option<T>, Option<StopReason>) {
         let epoch = self.stopper.begin();
         if cancel.is_some_and(|c| c.load(SeqCst)) {
             // SAFETY: the main state, owned by this thread; nothing ran.
             unsafe { self.stopper.end() };
-            return (Ended::Returned, Some(StopReason::Interrupt));
+            return (None, Some(StopReason::Interrupt));
         }
         let ticket = timeout.and_then(|t| {
             let target: Arc<dyn Stopper> = self.stopper.clone();
             watchdog::schedule(Instant::now() + t, target, epoch).ok()
         });
-        self.values_json.clear();
-        let stdout = &mut self.capture.get_mut().stdout;
-        // SAFETY: the main state, used only by this thread while it holds the VM.
-        let ended = unsafe {
-            call::call(
-                self.main.0,
-                chunk,
-                args,
-                self.tostring_ref,
-                stdout,
-                &mut self.values_json,
-            )
-        };
+        let r = f(self);
         if let Some(t) = ticket {
             watchdog::cancel(t);
         }
         // SAFETY: this thread just executed the main state, which `self.lua` keeps alive.
         let reason = unsafe { self.stopper.end() };
-        (ended, reason)
+        (Some(r), reason)
     }
 
-    /// Compiles interactive input (never cached: typed lines rarely repeat).
-    fn compile_repl(&mut self, code: &[u8]) -> Result<Compiled> {
-        match call::compile(&self.lua, code, call::REPL_CHUNK_NAME) {
-            Ok(c) => Ok(c),
-            Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
-            Err(e) => Err(Error::Internal(format!("compiling failed: {e}"))),
-        }
-    }
-
-    /// Runs a compiled chunk and fills `out` with its outcome, reusing `out`'s buffers
-    /// (releasing the chunk afterwards when `release` is set).
-    #[allow(clippy::too_many_arguments)]
-    fn run_chunk(
+    /// Calls a compiled chunk (releasing it afterwards when `release` is set).
+    fn call_chunk(
         &mut self,
         chunk: c_int,
         release: bool,
         args: Option<&serde_json::Value>,
-        timeout: Option<Duration>,
-        cancel: Option<&AtomicBool>,
-        started: clock::Stamp,
-        out: &mut ExecOutput,
-    ) -> Result<()> {
-        let (ended, reason) = self.run(chunk, args, timeout, cancel);
+    ) -> Ended {
+        let slots = Slots {
+            tostring_ref: self.tostring_ref,
+            handler_ref: self.handler_ref,
+            info: self.error_info.get(),
+            capture: self.capture.get(),
+        };
+        // SAFETY: the main state, used only by this thread while it holds the VM; the
+        // pointers in `slots` are owned by the VM.
+        let ended = unsafe { call::call(self.main.0, chunk, args, &slots, &mut self.values_json) };
         if release {
             // SAFETY: the main state, idle again, owned by this thread.
             unsafe { call::release(self.main.0, chunk) };
         }
-        // A stop that arrived while the code ran decides the outcome, even if the chunk then
-        // returned: a `pcall` in tail position can swallow the stop error with no instruction
-        // left to run for the hook.
-        match (ended, reason) {
+        ended
+    }
+
+    /// Compiles (or finds) and calls `req`'s code: what happened inside the stop window.
+    fn compile_and_call(&mut self, req: &ExecRequest<'_>) -> Result<Ended> {
+        let compiled = match req.chunk_name {
+            None => self.chunk(req.code)?,
+            // A named chunk (a file) is compiled for this call only: the cache holds code
+            // under the default name.
+            Some(name) => self.named_chunk(req.code, name)?,
+        };
+        Ok(match compiled {
+            Ok((chunk, release)) => self.call_chunk(chunk, release, req.args),
+            Err(syntax) => Ended::Failed(syntax),
+        })
+    }
+
+    /// Fills `out` with the outcome of a stop window. A stop that arrived while the code
+    /// ran decides the outcome, even if the chunk then returned: a `pcall` in tail position
+    /// can swallow the stop error with no instruction left to run for the hook.
+    #[inline(always)]
+    fn finish(
+        &mut self,
+        ran: Option<Result<Ended>>,
+        reason: Option<StopReason>,
+        timeout: Option<Duration>,
+        started: clock::Stamp,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
+        if let (Some(Ok(Ended::Returned)), None) = (&ran, reason) {
+            let cap = self.capture.get_mut();
+            out.success = true;
+            out.return_code = 0;
+            copy_into(&mut out.stdout, &cap.stdout);
+            copy_into(&mut out.stderr, &cap.stderr);
+            copy_into(&mut out.values_json, &self.values_json);
+            out.error = None;
+            out.output_dropped = cap.dropped;
+            out.duration = clock::since(started);
+            self.reset_buffers();
+            return Ok(());
+        }
+        self.finish_otherwise(ran, reason, timeout, started, out)
+    }
+
+    /// `finish` for every outcome but a plain return.
+    #[cold]
+    #[inline(never)]
+    fn finish_otherwise(
+        &mut self,
+        ran: Option<Result<Ended>>,
+        reason: Option<StopReason>,
+        timeout: Option<Duration>,
+        started: clock::Stamp,
+        out: &mut ExecOutput,
+    ) -> Result<()> {
+        let r = match (ran, reason) {
             (_, Some(StopReason::Timeout)) => {
-                self.capture().clear();
-                Err(Error::Timeout(crate::vm::timeout_message(timeout)))
+                self.reset_buffers();
+                return Err(Error::Timeout(crate::vm::timeout_message(timeout)));
             }
-            (_, Some(StopReason::Interrupt)) => {
-                self.capture().clear();
-                Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()))
+            (_, Some(StopReason::Interrupt)) | (None, None) => {
+                self.reset_buffers();
+                return Err(Error::Interrupted(crate::vm::INTERRUPTED_MESSAGE.into()));
             }
-            (Ended::Returned, None) => {
-                let cap = self.capture.get_mut();
-                out.success = true;
-                out.return_code = 0;
-                copy_into(&mut out.stdout, &cap.stdout);
-                copy_into(&mut out.stderr, &cap.stderr);
-                copy_into(&mut out.values_json, &self.values_json);
-                out.error = None;
-                out.output_dropped = cap.dropped;
-                out.duration = clock::since(started);
+            (Some(r), None) => r,
+        };
+        match r {
+            Err(e) => {
+                self.reset_buffers();
+                Err(e)
+            }
+            // Handled by `finish`.
+            Ok(Ended::Returned) => Ok(()),
+            Ok(Ended::TooLarge(over)) => {
+                let line = crate::vm::values_too_large_message(self.max_output);
+                let message = ErrorText::new(&line, self.max_output);
+                self.capture().dropped += over.max(1);
+                self.failed(message, started, out);
                 Ok(())
             }
-            (Ended::OutOfMemory, None) => Err(self.memory_error("not enough memory".into())),
-            (Ended::Failed(message), None) => {
+            Ok(Ended::OutOfMemory) => Err(self.memory_error("not enough memory".into())),
+            Ok(Ended::Failed(message)) => {
                 self.failed(message, started, out);
                 Ok(())
             }
         }
     }
 
-    /// `run_chunk` into a new result.
-    #[allow(clippy::too_many_arguments)]
-    fn run_chunk_new(
+    /// Gives back large buffers once an execution's outcome is out (the next execution
+    /// empties the small ones), so an idle VM holds no output.
+    fn reset_buffers(&mut self) {
+        let cap = self.capture.get_mut();
+        if cap.stdout.capacity() > KEEP_CAPACITY || cap.stderr.capacity() > KEEP_CAPACITY {
+            cap.clear();
+        }
+        if self.values_json.capacity() > KEEP_CAPACITY {
+            self.values_json = Vec::new();
+        }
+    }
+
+    /// `finish` into a new result.
+    fn finish_new(
         &mut self,
-        chunk: c_int,
-        release: bool,
-        args: Option<&serde_json::Value>,
+        ran: Option<Result<Ended>>,
+        reason: Option<StopReason>,
         timeout: Option<Duration>,
-        cancel: Option<&AtomicBool>,
         started: clock::Stamp,
     ) -> Result<ExecOutput> {
         let mut out = ExecOutput::default();
-        self.run_chunk(chunk, release, args, timeout, cancel, started, &mut out)?;
+        self.finish(ran, reason, timeout, started, &mut out)?;
         Ok(out)
     }
 
+    /// Compiles interactive input (never cached: typed lines rarely repeat).
+    fn compile_repl(&mut self, code: &[u8]) -> Result<Compiled> {
+        match call::compile(&self.lua, code, call::REPL_CHUNK_NAME, self.max_output) {
+            Ok(c) => Ok(c),
+            Err(mlua::Error::MemoryError(m)) => Err(self.memory_error(m)),
+            Err(e) => Err(Error::Internal(format!("compiling failed: {e}"))),
+        }
+    }
+
+    /// Interactive input as `lua` evaluates it, inside the stop window: a first line is
+    /// tried as `return <line>;`. Repeated input reuses its compiled chunk, or the
+    /// knowledge that it is not an expression.
+    fn repl_run(&mut self, chunk: &[u8], first_line: bool) -> Result<ReplRun> {
+        // (Only short lines are remembered: no need to hash a long one.)
+        let known_not_expr = chunk.len() <= MAX_CACHED_CODE && self.not_expr.contains(chunk);
+        if first_line && !known_not_expr {
+            if let Some(c) = self.repl_expr.get(chunk) {
+                return Ok(ReplRun::Ended(self.call_chunk(c, false, None)));
+            }
+            let body = chunk.strip_prefix(b"=").unwrap_or(chunk);
+            let mut with_return = Vec::with_capacity(body.len() + 8);
+            with_return.extend_from_slice(b"return ");
+            with_return.extend_from_slice(body);
+            with_return.push(b';');
+            match self.compile_repl(&with_return)? {
+                Compiled::Chunk(c) => {
+                    let release = keep(&self.main, &mut self.repl_expr, chunk, c);
+                    return Ok(ReplRun::Ended(self.call_chunk(c, release, None)));
+                }
+                _ => {
+                    if self.not_expr.len() >= NOT_EXPR_CAPACITY {
+                        self.not_expr.clear();
+                    }
+                    if chunk.len() <= MAX_CACHED_CODE {
+                        self.not_expr.insert(chunk.into());
+                    }
+                }
+            }
+        }
+        if let Some(c) = self.repl_stmt.get(chunk) {
+            return Ok(ReplRun::Ended(self.call_chunk(c, false, None)));
+        }
+        Ok(match self.compile_repl(chunk)? {
+            Compiled::Chunk(c) => {
+                let release = keep(&self.main, &mut self.repl_stmt, chunk, c);
+                ReplRun::Ended(self.call_chunk(c, release, None))
+            }
+            Compiled::SyntaxError { at_eof: true, .. } => ReplRun::Incomplete,
+            Compiled::SyntaxError { message, .. } => ReplRun::Ended(Ended::Failed(message)),
+            Compiled::OutOfMemory => {
+                return Err(self.memory_error("not enough memory".into()));
+            }
+        })
+    }
+
     fn memory_error(&mut self, detail: String) -> Error {
-        self.capture().clear();
+        self.reset_buffers();
         // The garbage that hit the limit is unreachable now: give the memory back.
         let _ = self.lua.gc_collect();
         let _ = self.lua.gc_collect();
@@ -300,29 +428,25 @@ impl EmbeddedVm {
     }
 
     /// Fills `out` with a Lua error (syntax or runtime): the message and its traceback
-    /// follow what the code wrote to stderr.
-    fn failed(&mut self, message: String, started: clock::Stamp, out: &mut ExecOutput) {
+    /// (at most `max_output` bytes) follow what the code wrote to stderr, within the
+    /// stderr cap; what is cut from either is counted as dropped.
+    fn failed(&mut self, message: ErrorText, started: clock::Stamp, out: &mut ExecOutput) {
         let cap = self.capture.get_mut();
+        let before = cap.dropped;
+        cap.push(STDERR, message.text.as_bytes());
+        cap.push(STDERR, b"\n");
+        // The stderr copy and error_message each miss the bytes cut from the message.
+        cap.dropped += 2 * message.cut;
         out.success = false;
         out.return_code = 1;
         copy_into(&mut out.stdout, &cap.stdout);
-        out.stderr.clear();
-        out.stderr
-            .reserve_exact(cap.stderr.len() + message.len() + 2);
-        out.stderr.extend_from_slice(&cap.stderr);
-        out.stderr.extend_from_slice(message.as_bytes());
-        out.stderr.push(b'\n');
+        copy_into(&mut out.stderr, &cap.stderr);
         copy_into(&mut out.values_json, b"[]");
-        out.error = Some(message);
+        out.error = Some(message.text);
         out.output_dropped = cap.dropped;
+        debug_assert!(out.output_dropped >= before);
         out.duration = clock::since(started);
-    }
-
-    /// `failed` into a new result.
-    fn failed_new(&mut self, message: String, started: clock::Stamp) -> ExecOutput {
-        let mut out = ExecOutput::default();
-        self.failed(message, started, &mut out);
-        out
+        self.reset_buffers();
     }
 }
 
@@ -347,21 +471,8 @@ impl Backend for EmbeddedVm {
     ) -> Result<()> {
         let started = clock::now();
         self.capture().clear();
-        let compiled = match req.chunk_name {
-            None => self.chunk(req.code)?,
-            // A named chunk (a file) is compiled for this call only: the cache holds code
-            // under the default name.
-            Some(name) => self.named_chunk(req.code, name)?,
-        };
-        match compiled {
-            Ok((chunk, release)) => {
-                self.run_chunk(chunk, release, req.args, timeout, cancel, started, out)
-            }
-            Err(syntax) => {
-                self.failed(syntax, started, out);
-                Ok(())
-            }
-        }
+        let (ran, reason) = self.stop_window(timeout, cancel, |vm| vm.compile_and_call(req));
+        self.finish(ran, reason, timeout, started, out)
     }
 
     fn repl_eval(
@@ -373,51 +484,16 @@ impl Backend for EmbeddedVm {
     ) -> Result<ReplStep> {
         let started = clock::now();
         self.capture().clear();
-        // As `lua` does: a first line is tried as `return <line>;`. Repeated input reuses
-        // its compiled chunk, or the knowledge that it is not an expression.
-        if first_line && !self.not_expr.contains(chunk) {
-            if let Some(c) = self.repl_expr.get(chunk) {
-                return self
-                    .run_chunk_new(c, false, None, timeout, cancel, started)
-                    .map(ReplStep::Ran);
-            }
-            let body = chunk.strip_prefix(b"=").unwrap_or(chunk);
-            let mut with_return = Vec::with_capacity(body.len() + 8);
-            with_return.extend_from_slice(b"return ");
-            with_return.extend_from_slice(body);
-            with_return.push(b';');
-            match self.compile_repl(&with_return)? {
-                Compiled::Chunk(c) => {
-                    let release = keep(&self.main, &mut self.repl_expr, chunk, c);
-                    return self
-                        .run_chunk_new(c, release, None, timeout, cancel, started)
-                        .map(ReplStep::Ran);
-                }
-                _ => {
-                    if self.not_expr.len() >= NOT_EXPR_CAPACITY {
-                        self.not_expr.clear();
-                    }
-                    if chunk.len() <= MAX_CACHED_CODE {
-                        self.not_expr.insert(chunk.into());
-                    }
-                }
-            }
-        }
-        if let Some(c) = self.repl_stmt.get(chunk) {
-            return self
-                .run_chunk_new(c, false, None, timeout, cancel, started)
-                .map(ReplStep::Ran);
-        }
-        match self.compile_repl(chunk)? {
-            Compiled::Chunk(c) => {
-                let release = keep(&self.main, &mut self.repl_stmt, chunk, c);
-                self.run_chunk_new(c, release, None, timeout, cancel, started)
-                    .map(ReplStep::Ran)
-            }
-            Compiled::SyntaxError(m) if m.ends_with("<eof>") => Ok(ReplStep::Incomplete),
-            Compiled::SyntaxError(m) => Ok(ReplStep::Ran(self.failed_new(m, started))),
-            Compiled::OutOfMemory => Err(self.memory_error("not enough memory".into())),
-        }
+        let (ran, reason) = self.stop_window(timeout, cancel, |vm| vm.repl_run(chunk, first_line));
+        let ran = match ran {
+            Some(Ok(ReplRun::Incomplete)) if reason.is_none() => return Ok(ReplStep::Incomplete),
+            Some(Ok(ReplRun::Incomplete)) => Some(Ok(Ended::Returned)),
+            Some(Ok(ReplRun::Ended(e))) => Some(Ok(e)),
+            Some(Err(e)) => Some(Err(e)),
+            None => None,
+        };
+        self.finish_new(ran, reason, timeout, started)
+            .map(ReplStep::Ran)
     }
 
     fn stopper(&self) -> Arc<dyn Stopper> {

@@ -9,6 +9,14 @@
 //! `trusted` loads the full standard library. Both capture `print`, `io.write` and `warn`,
 //! and both route `coroutine.resume`/`close`/`wrap` and `xpcall`'s message handler through
 //! the stop machinery.
+//!
+//! In both, the library functions that Lua implements as one long C loop are replaced by
+//! copies of Lua's own code that read the stop flag as they work (the `*_stop.c` files and
+//! lpattern.c next to this one, see stop.h): `load`, the pattern functions, `string.upper`,
+//! `lower`, `reverse`, `rep`, `format`, `pack`, `packsize`, `unpack`, `table.concat`,
+//! `insert`, `remove`, `move`, `sort`, `utf8.len`, `offset`, `codes` and `os.date`; in the
+//! default sandbox also `collectgarbage`. In a trusted VM, `debug.sethook` re-arms a
+//! pending stop that it would otherwise remove.
 
 use super::capture::{self, Capture};
 use super::stop::{self, LuaStopper};
@@ -17,8 +25,8 @@ use mlua::{ffi, Lua, LuaOptions, StdLib};
 use std::ffi::CStr;
 use std::os::raw::c_int;
 
-/// Largest string `string.rep` may build in the default sandbox. One `rep` call is a single
-/// C call that no hook can stop, so its size is what bounds its time.
+/// Largest string `string.rep` may build in the default sandbox (a memory bound for VMs
+/// without `memory_limit`; `rep` itself is stoppable in both sandboxes).
 pub const MAX_REP_BYTES: i64 = 64 << 20;
 
 /// Creates the Lua state for `sandbox`.
@@ -69,6 +77,7 @@ pub unsafe fn install(
         restrict_string(l, g);
         restrict_os(l, g);
     } else {
+        install_debug(l, g);
         // Full `io`, but `io.write` still goes to the captured stdout and returns io.stdout.
         ffi::lua_getfield(l, g, name(b"io\0"));
         let io = ffi::lua_gettop(l);
@@ -79,7 +88,7 @@ pub unsafe fn install(
         ffi::lua_settop(l, g);
     }
     install_coroutine(l, g);
-    install_patterns(l, g);
+    install_stoppable(l, g, sandbox);
     ffi::lua_getfield(l, g, name(b"xpcall\0"));
     ffi::lua_pushcclosure(l, stop::guarded_xpcall, 1);
     ffi::lua_setfield(l, g, name(b"xpcall\0"));
@@ -130,11 +139,7 @@ unsafe fn restrict_base(l: *mut ffi::lua_State, g: c_int) {
         ffi::lua_pushnil(l);
         ffi::lua_setfield(l, g, name(f));
     }
-    ffi::lua_getfield(l, g, name(b"load\0"));
-    ffi::lua_pushcclosure(l, text_only_load, 1);
-    ffi::lua_setfield(l, g, name(b"load\0"));
-    ffi::lua_getfield(l, g, name(b"collectgarbage\0"));
-    ffi::lua_pushcclosure(l, limited_collectgarbage, 1);
+    ffi::lua_pushcfunction(l, bxvm_collectgarbage);
     ffi::lua_setfield(l, g, name(b"collectgarbage\0"));
     ffi::lua_getfield(l, g, name(b"setmetatable\0"));
     ffi::lua_pushcclosure(l, setmetatable_without_gc, 1);
@@ -146,10 +151,6 @@ unsafe fn restrict_string(l: *mut ffi::lua_State, g: c_int) {
     let s = ffi::lua_gettop(l);
     ffi::lua_pushnil(l);
     ffi::lua_setfield(l, s, name(b"dump\0"));
-    ffi::lua_getfield(l, s, name(b"rep\0"));
-    ffi::lua_pushinteger(l, MAX_REP_BYTES);
-    ffi::lua_pushcclosure(l, capped_rep, 2);
-    ffi::lua_setfield(l, s, name(b"rep\0"));
     ffi::lua_settop(l, g);
 }
 
@@ -170,30 +171,113 @@ unsafe fn restrict_os(l: *mut ffi::lua_State, g: c_int) {
     ffi::lua_settop(l, g);
 }
 
+// Not part of the C API (the header generator skips them).
+#[allow(unused_doc_comments)]
+/// cbindgen:ignore
 extern "C-unwind" {
-    // Lua 5.4.9's pattern functions with a stop check (lpattern.c).
+    // Lua 5.4.9's library functions with stop checks (lpattern.c and the *_stop.c files).
     fn bxvm_str_find(l: *mut ffi::lua_State) -> c_int;
     fn bxvm_str_match(l: *mut ffi::lua_State) -> c_int;
     fn bxvm_gmatch(l: *mut ffi::lua_State) -> c_int;
     fn bxvm_str_gsub(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_reverse(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_lower(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_upper(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_rep(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_format(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_pack(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_packsize(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_str_unpack(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_tab_concat(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_tab_insert(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_tab_remove(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_tab_move(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_tab_sort(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_utf8_len(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_utf8_offset(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_utf8_codes(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_os_date(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_load(l: *mut ffi::lua_State) -> c_int;
+    fn bxvm_collectgarbage(l: *mut ffi::lua_State) -> c_int;
 }
 
-/// Replaces `string.find`, `match`, `gmatch` and `gsub` with the stoppable copies (methods
-/// on strings go through the same table).
-unsafe fn install_patterns(l: *mut ffi::lua_State, g: c_int) {
+type Entry = (ffi::lua_CFunction, &'static [u8]);
+
+/// Sets the functions of `entries` as fields of the global table `lib` (if it exists).
+unsafe fn set_functions(l: *mut ffi::lua_State, g: c_int, lib: &'static [u8], entries: &[Entry]) {
+    if ffi::lua_getfield(l, g, name(lib)) == ffi::LUA_TTABLE {
+        let t = ffi::lua_gettop(l);
+        for &(f, field) in entries {
+            ffi::lua_pushcfunction(l, f);
+            ffi::lua_setfield(l, t, name(field));
+        }
+    }
+    ffi::lua_settop(l, g);
+}
+
+/// Replaces the library functions that loop in C with the stoppable copies (methods on
+/// strings go through the same `string` table). `string.rep` gets the size cap of the
+/// default sandbox as its upvalue (0: none); `load` whether it loads text only.
+unsafe fn install_stoppable(l: *mut ffi::lua_State, g: c_int, sandbox: Sandbox) {
+    let default = sandbox == Sandbox::Default;
+    set_functions(
+        l,
+        g,
+        b"string\0",
+        &[
+            (bxvm_str_find, b"find\0"),
+            (bxvm_str_match, b"match\0"),
+            (bxvm_gmatch, b"gmatch\0"),
+            (bxvm_str_gsub, b"gsub\0"),
+            (bxvm_str_reverse, b"reverse\0"),
+            (bxvm_str_lower, b"lower\0"),
+            (bxvm_str_upper, b"upper\0"),
+            (bxvm_str_format, b"format\0"),
+            (bxvm_str_pack, b"pack\0"),
+            (bxvm_str_packsize, b"packsize\0"),
+            (bxvm_str_unpack, b"unpack\0"),
+        ],
+    );
     ffi::lua_getfield(l, g, name(b"string\0"));
-    let s = ffi::lua_gettop(l);
-    for (f, field) in [
-        (
-            bxvm_str_find as ffi::lua_CFunction,
-            b"find\0" as &'static [u8],
-        ),
-        (bxvm_str_match, b"match\0"),
-        (bxvm_gmatch, b"gmatch\0"),
-        (bxvm_str_gsub, b"gsub\0"),
-    ] {
-        ffi::lua_pushcfunction(l, f);
-        ffi::lua_setfield(l, s, name(field));
+    ffi::lua_pushinteger(l, if default { MAX_REP_BYTES } else { 0 });
+    ffi::lua_pushcclosure(l, bxvm_str_rep, 1);
+    ffi::lua_setfield(l, -2, name(b"rep\0"));
+    ffi::lua_settop(l, g);
+    set_functions(
+        l,
+        g,
+        b"table\0",
+        &[
+            (bxvm_tab_concat, b"concat\0"),
+            (bxvm_tab_insert, b"insert\0"),
+            (bxvm_tab_remove, b"remove\0"),
+            (bxvm_tab_move, b"move\0"),
+            (bxvm_tab_sort, b"sort\0"),
+        ],
+    );
+    set_functions(
+        l,
+        g,
+        b"utf8\0",
+        &[
+            (bxvm_utf8_len, b"len\0"),
+            (bxvm_utf8_offset, b"offset\0"),
+            (bxvm_utf8_codes, b"codes\0"),
+        ],
+    );
+    set_functions(l, g, b"os\0", &[(bxvm_os_date, b"date\0")]);
+    ffi::lua_pushboolean(l, c_int::from(default));
+    ffi::lua_pushcclosure(l, bxvm_load, 1);
+    ffi::lua_setfield(l, g, name(b"load\0"));
+}
+
+/// A trusted VM's `debug.sethook` goes through [`stop::guarded_sethook`].
+unsafe fn install_debug(l: *mut ffi::lua_State, g: c_int) {
+    if ffi::lua_getfield(l, g, name(b"debug\0")) == ffi::LUA_TTABLE {
+        let d = ffi::lua_gettop(l);
+        ffi::lua_getfield(l, d, name(b"sethook\0"));
+        ffi::lua_pushcclosure(l, stop::guarded_sethook, 1);
+        ffi::lua_setfield(l, d, name(b"sethook\0"));
     }
     ffi::lua_settop(l, g);
 }
@@ -223,32 +307,6 @@ unsafe fn call_original(l: *mut ffi::lua_State) -> c_int {
     ffi::lua_gettop(l)
 }
 
-/// `load` for text chunks only, with Lua's own messages: a binary string chunk is loaded
-/// with mode "t" (refused as Lua refuses it); a text string chunk keeps the caller's mode
-/// (it cannot be binary); a reader function, which cannot be inspected first, is loaded with
-/// mode "t".
-unsafe extern "C-unwind" fn text_only_load(l: *mut ffi::lua_State) -> c_int {
-    let is_string = ffi::lua_type(l, 1) == ffi::LUA_TSTRING;
-    if !is_string {
-        ffi::luaL_checktype(l, 1, ffi::LUA_TFUNCTION);
-    }
-    let n = ffi::lua_gettop(l);
-    if n < 3 {
-        ffi::lua_settop(l, 3);
-    }
-    ffi::luaL_optlstring(l, 3, name(b"bt\0"), std::ptr::null_mut());
-    let binary = is_string && {
-        let mut len = 0usize;
-        let p = ffi::lua_tolstring(l, 1, &mut len);
-        len > 0 && *p == 0x1b
-    };
-    if binary || !is_string {
-        ffi::lua_pushstring(l, name(b"t\0"));
-        ffi::lua_replace(l, 3);
-    }
-    call_original(l)
-}
-
 /// `setmetatable` refusing metatables with `__gc`. Lua runs finalizers with hooks turned
 /// off, so a looping finalizer could stop neither a timeout nor the freeing of the VM; an
 /// object is marked for finalization only when its metatable has `__gc` at this call, so
@@ -262,48 +320,6 @@ unsafe extern "C-unwind" fn setmetatable_without_gc(l: *mut ffi::lua_State) -> c
             ffi::lua_pushstring(
                 l,
                 name(b"__gc metamethods are not available in the sandbox (a finalizer cannot be stopped)\0"),
-            );
-            ffi::lua_error(l);
-        }
-    }
-    call_original(l)
-}
-
-/// `collectgarbage` limited to the options that cannot change the collector's behaviour.
-unsafe extern "C-unwind" fn limited_collectgarbage(l: *mut ffi::lua_State) -> c_int {
-    let opt = ffi::luaL_optlstring(l, 1, name(b"collect\0"), std::ptr::null_mut());
-    let opt = CStr::from_ptr(opt).to_bytes();
-    if !matches!(opt, b"collect" | b"count" | b"step" | b"isrunning") {
-        ffi::lua_pushfstring(
-            l,
-            name(b"collectgarbage('%s') is not allowed in the sandbox\0"),
-            ffi::lua_tolstring(l, 1, std::ptr::null_mut()),
-        );
-        ffi::lua_error(l);
-    }
-    call_original(l)
-}
-
-/// `string.rep` refusing results larger than upvalue 2 bytes.
-unsafe extern "C-unwind" fn capped_rep(l: *mut ffi::lua_State) -> c_int {
-    let mut len = 0usize;
-    let mut sep_len = 0usize;
-    ffi::luaL_checklstring(l, 1, &mut len);
-    let count = ffi::luaL_checkinteger(l, 2);
-    ffi::luaL_optlstring(l, 3, name(b"\0"), &mut sep_len);
-    let cap = ffi::lua_tointeger(l, ffi::lua_upvalueindex(2));
-    if (len == 0 && sep_len == 0) || count <= 0 {
-        // Lua would still loop `count` times inside one C call to build "".
-        ffi::lua_pushstring(l, name(b"\0"));
-        return 1;
-    }
-    {
-        let total = (len as i128) * (count as i128) + (sep_len as i128) * (count as i128 - 1);
-        if total > cap as i128 {
-            ffi::lua_pushfstring(
-                l,
-                name(b"string.rep result too large (limit %I bytes in the sandbox)\0"),
-                cap,
             );
             ffi::lua_error(l);
         }

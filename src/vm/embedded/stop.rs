@@ -14,6 +14,10 @@
 //!
 //! Each Lua thread finds its stopper through the thread's `lua_getextraspace` slot, which
 //! Lua copies from the main thread into every thread it creates.
+//!
+//! No hook fires inside a single C call. The library functions that loop in C are
+//! replaced by copies that read `reason` themselves (stop.h and the C files next to it),
+//! and the host reads it while it converts results (values.rs).
 
 use crate::vm::{StopReason, Stopper};
 use mlua::ffi;
@@ -36,8 +40,8 @@ struct Shared {
     closed: bool,
 }
 
-/// The stop handle of one embedded VM. `#[repr(C)]` with `reason` first: the pattern
-/// matcher in lpattern.c reads that byte through the pointer in the extra space.
+/// The stop handle of one embedded VM. `#[repr(C)]` with `reason` first: the stoppable
+/// library functions (stop.h) read that byte through the pointer in the extra space.
 ///
 /// The executing thread starts and ends executions without taking the mutex (it owns
 /// `epoch` and `active`); `stop()` takes it, so that it never arms a state that is being
@@ -150,6 +154,17 @@ impl LuaStopper {
         }
     }
 
+    /// Arms the hook again on every running thread while a stop is pending (after code
+    /// replaced it).
+    fn rearm(&self) {
+        let shared = self.shared.lock();
+        if shared.closed || !self.active.load(Acquire) || self.reason.load(SeqCst) == 0 {
+            return;
+        }
+        // SAFETY: as in `stop`: not closed, and the listed coroutines are being resumed.
+        unsafe { arm(self.main.load(Acquire), &shared.coroutines) };
+    }
+
     fn leave(&self, co: *mut ffi::lua_State) {
         let mut shared = self.shared.lock();
         if let Some(i) = shared.coroutines.iter().rposition(|s| s.0 == co) {
@@ -172,16 +187,21 @@ impl Stopper for LuaStopper {
         let _ = self
             .reason
             .compare_exchange(0, reason as u8, SeqCst, SeqCst);
-        let main = self.main.load(Acquire);
         // SAFETY: the state is not closed (checked under the mutex that `arm_for_close`
         // takes before closing), and the coroutines listed are being resumed, so alive.
-        unsafe {
-            ffi::lua_sethook(main, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
-            for s in &shared.coroutines {
-                ffi::lua_sethook(s.0, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
-            }
-        }
+        unsafe { arm(self.main.load(Acquire), &shared.coroutines) };
         true
+    }
+}
+
+/// Sets the stop hook on `main` and on `coroutines`.
+///
+/// # Safety
+/// The states must be alive.
+unsafe fn arm(main: *mut ffi::lua_State, coroutines: &[StatePtr]) {
+    ffi::lua_sethook(main, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
+    for s in coroutines {
+        ffi::lua_sethook(s.0, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
     }
 }
 
@@ -190,7 +210,10 @@ unsafe fn stopper_of(l: *mut ffi::lua_State) -> *const LuaStopper {
 }
 
 /// Whether a stop is pending for the VM that `l` belongs to.
-unsafe fn stop_pending(l: *mut ffi::lua_State) -> bool {
+///
+/// # Safety
+/// `l` must be a thread of a state set up by [`LuaStopper::attach`].
+pub(super) unsafe fn stop_pending(l: *mut ffi::lua_State) -> bool {
     let s = stopper_of(l);
     !s.is_null() && (*s).reason.load(SeqCst) != 0
 }
@@ -212,13 +235,38 @@ unsafe extern "C-unwind" fn stop_hook(l: *mut ffi::lua_State, _ar: *mut ffi::lua
         }
         ffi::lua_sethook(l, Some(stop_hook), ffi::LUA_MASKCOUNT, 1);
     }
+    raise(l, reason)
+}
+
+/// Raises the stop error for `reason`.
+unsafe fn raise(l: *mut ffi::lua_State, reason: u8) -> ! {
     let msg = if reason == StopReason::Timeout as u8 {
         TIMEOUT_MESSAGE
     } else {
         INTERRUPT_MESSAGE
     };
     ffi::lua_pushstring(l, msg.as_ptr().cast());
-    ffi::lua_error(l);
+    ffi::lua_error(l)
+}
+
+/// `debug.sethook` replacement (trusted VMs): upvalue 1 is the original. Setting or
+/// clearing a hook replaces the stop's own, on any thread; so when a stop is pending after
+/// the original returns, its hook is armed again on every running thread and the stop
+/// error raised.
+pub unsafe extern "C-unwind" fn guarded_sethook(l: *mut ffi::lua_State) -> c_int {
+    let n = ffi::lua_gettop(l);
+    ffi::lua_pushvalue(l, ffi::lua_upvalueindex(1));
+    ffi::lua_insert(l, 1);
+    ffi::lua_call(l, n, 0);
+    let s = stopper_of(l);
+    if !s.is_null() {
+        let reason = (*s).reason.load(SeqCst);
+        if reason != 0 {
+            (*s).rearm();
+            raise(l, reason);
+        }
+    }
+    0
 }
 
 /// `coroutine.resume` / `coroutine.close` replacement: upvalue 1 is the original function.

@@ -25,22 +25,36 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Kills the VM's process group ($1) and every process tagged $2 but the caller.
+/// Kills the VM's process group ($1) and every process tagged $2 but the caller, which is
+/// the top-level shell of its channel (so `$$` is its own pid).
 const SWEEP: &str = r#"kill -KILL -"$1" 2>/dev/null; for f in $(grep -lzx "BIOXEN_VM_PROCESS=$2" /proc/[0-9]*/environ 2>/dev/null); do p=${f#/proc/}; p=${p%/environ}; [ "$p" = "$$" ] || kill -KILL "$p" 2>/dev/null; done; exit 0"#;
 
-/// Waits while the SSH session process ($1) and the interpreter ($2) live, then sweeps.
-fn guard_script() -> String {
+/// A subshell that waits while the SSH session process (`$PPID`) and the interpreter (`$$`,
+/// which the launcher's shell becomes) live, then kills every other process tagged for the
+/// VM and the interpreter's process group (itself included, last). It reads its own pid
+/// from /proc/self/stat (in a subshell `$$` is the parent's).
+const GUARD: &str = r#"(while kill -0 "$PPID" 2>/dev/null && kill -0 "$$" 2>/dev/null; do sleep 1; done; read -r me _ </proc/self/stat; for f in $(grep -lzx "BIOXEN_VM_PROCESS=$BIOXEN_VM_PROCESS" /proc/[0-9]*/environ 2>/dev/null); do p=${f#/proc/}; p=${p%/environ}; [ "$p" = "$me" ] || kill -KILL "$p" 2>/dev/null; done; kill -KILL -"$$" 2>/dev/null) </dev/null >/dev/null 2>&1 &"#;
+
+/// The launcher, run by the user's login shell (a POSIX sh): `$1` the interpreter, `$2`
+/// the bootstrap, `$3` the tag, then `K=V` settings to export (a package environment's
+/// module paths), set by the quoted `set --` in front of it.
+fn launcher() -> String {
     format!(
-        r#"while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; set -- "$2" "$3"; {SWEEP}"#
+        r#"bx_lua=$1 bx_boot=$2 BIOXEN_VM_PROCESS=$3; export BIOXEN_VM_PROCESS; shift 3; for bx_kv in "$@"; do export "$bx_kv"; done; command -v "$bx_lua" >/dev/null 2>&1 || {{ printf 'bioxen-vm-no-lua\n'; exit 127; }}; printf 'bioxen-vm-pid %s\n' "$$"; {GUARD} exec "$bx_lua" -e "$bx_boot" 3>&1 1>&2"#
     )
 }
 
-/// The launcher: $1 the interpreter, $2 the bootstrap, $3 the tag.
-fn launcher() -> String {
-    let guard = quote(&guard_script()).unwrap_or_default();
-    format!(
-        r#"command -v "$1" >/dev/null 2>&1 || {{ printf 'bioxen-vm-no-lua\n'; exit 127; }}; printf 'bioxen-vm-pid %s\n' "$$"; if command -v setsid >/dev/null 2>&1; then setsid sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & else sh -c {guard} sh "$PPID" "$$" "$3" </dev/null >/dev/null 2>&1 & fi; exec "$1" -e "$2" 3>&1 1>&2"#
-    )
+/// `set -- 'a' 'b' ...; script`: the script with its arguments, each quoted, for a login
+/// shell to run without another shell or `env` in between. None: an argument holds a NUL.
+fn with_args(script: &str, args: &[&str]) -> Option<String> {
+    let mut cmd = String::from("set --");
+    for a in args {
+        cmd.push(' ');
+        cmd.push_str(&quote(a)?);
+    }
+    cmd.push_str("; ");
+    cmd.push_str(script);
+    Some(cmd)
 }
 
 /// What the remote side is.
@@ -238,12 +252,7 @@ impl SshTransport {
         if r.conn.dead().is_some() {
             return; // The guard does it once the SSH session is gone.
         }
-        let cmd = format!(
-            "exec sh -c {} sh {} {}",
-            quote(SWEEP).unwrap_or_default(),
-            pid,
-            self.tag
-        );
+        let cmd = with_args(SWEEP, &[&pid.to_string(), &self.tag]).unwrap_or_default();
         if let Err(e) = r.conn.run(cmd, Duration::from_secs(3)) {
             log::debug!(target: "bioxen_vm::ssh", "stopping the processes of a VM on {} failed: {e}", self.opts.target());
         }
@@ -251,32 +260,26 @@ impl SshTransport {
 }
 
 impl SshTransport {
-    /// The interpreter (quoted) and the quoted `K=V` words of the package environment.
-    fn remote_env(&mut self, conn: &Arc<Connection>, lua: String) -> Result<(String, String)> {
+    /// The interpreter and the `K=V` settings of the package environment (none without
+    /// one); the environment is read on the host at the first start.
+    fn remote_env(&mut self, conn: &Arc<Connection>) -> Result<(String, Vec<String>)> {
         let Some(env) = &self.env else {
-            return Ok((lua, String::new()));
+            return Ok((self.lua_executable.clone(), Vec::new()));
         };
         if self.modules.is_none() {
             let r = crate::packages::remote::Remote::on(conn.clone(), self.opts.target());
             self.modules = Some(r.module_env(env).map_err(Error::from)?);
         }
         let Some(m) = &self.modules else {
-            return Ok((lua, String::new()));
+            return Ok((self.lua_executable.clone(), Vec::new()));
         };
         let lua = if self.lua_executable == "lua" {
-            quote(&m.interpreter)
-                .ok_or_else(|| Error::invalid("the interpreter holds a NUL byte"))?
+            m.interpreter.clone()
         } else {
-            lua
+            self.lua_executable.clone()
         };
-        let mut words = String::new();
-        for (k, v) in &m.vars {
-            let w = quote(&format!("{k}={v}"))
-                .ok_or_else(|| Error::invalid("a module path holds a NUL byte"))?;
-            words.push(' ');
-            words.push_str(&w);
-        }
-        Ok((lua, words))
+        let vars = m.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Ok((lua, vars))
     }
 }
 
@@ -285,24 +288,18 @@ impl Transport for SshTransport {
         self.broken = None;
         self.frames.clear();
         self.err.clear();
-        let (Some(lua), Some(boot), Some(script)) = (
-            quote(&self.lua_executable),
-            quote(bootstrap),
-            quote(&launcher()),
-        ) else {
-            return Err(Error::invalid(
-                "option 'lua_executable' must not hold a NUL byte",
-            ));
-        };
         let mut attempts = 0;
         loop {
             attempts += 1;
             let conn = connect_with_retries(&self.opts)?;
-            let (lua, vars) = self.remote_env(&conn, lua.clone())?;
-            let command = format!(
-                "exec env BIOXEN_VM_PROCESS={}{vars} sh -c {script} sh {lua} {boot} {}",
-                self.tag, self.tag
-            );
+            let (lua, vars) = self.remote_env(&conn)?;
+            let mut args = vec![lua.as_str(), bootstrap, self.tag.as_str()];
+            args.extend(vars.iter().map(String::as_str));
+            let Some(command) = with_args(&launcher(), &args) else {
+                return Err(Error::invalid(
+                    "option 'lua_executable' (or the package environment's paths) must not hold a NUL byte",
+                ));
+            };
             let chan = conn.open_channel(command.clone(), self.notify.clone())?;
             self.remote = Some(Remote {
                 conn: conn.clone(),
@@ -311,16 +308,12 @@ impl Transport for SshTransport {
                 head: Vec::new(),
                 exit: None,
             });
-            // A refused channel (the server's MaxSessions) shows up at once: then this
-            // connection is full and another one is tried.
+            // A refused channel (the server's MaxSessions) shows up before its command
+            // starts: then this connection is full and another one is tried. Once the
+            // command started, the agent's source can be sent while the remote shell and
+            // the interpreter start up.
             let deadline = Instant::now() + self.opts.connect_timeout;
-            while !conn.ready(chan) && Instant::now() < deadline {
-                if self.collect() {
-                    break;
-                }
-                if self.remote.as_ref().is_some_and(|r| r.pid.is_some()) {
-                    break;
-                }
+            while !conn.settled(chan) && Instant::now() < deadline {
                 wait_readable(self.notify.raw_fd(), Some(deadline));
                 self.notify.clear();
             }
@@ -354,10 +347,7 @@ impl Transport for SshTransport {
             return Ok(());
         };
         let script = r#"v=$(cut -d' ' -f1 /proc/"$1"/statm) && p=$(getconf PAGESIZE) && c=$((v * p + $2)) && prlimit --pid "$1" --as="$c:$c""#;
-        let cmd = format!(
-            "exec sh -c {} sh {pid} {limit}",
-            quote(script).unwrap_or_default()
-        );
+        let cmd = with_args(script, &[&pid.to_string(), &limit.to_string()]).unwrap_or_default();
         match r.conn.run(cmd, Duration::from_secs(5))? {
             (Some(0), _, _) => Ok(()),
             (_, _, err) => Err(Error::Internal(format!(
@@ -462,35 +452,17 @@ impl Transport for SshTransport {
         ended
     }
 
-    fn shutdown(&mut self, grace: Duration) {
-        let Some(r) = self.remote.as_ref() else {
+    fn shutdown(&mut self, _grace: Duration) {
+        let Some(r) = self.remote.take() else {
             return;
         };
         if r.exit.is_none() && r.conn.dead().is_none() {
+            // The agent is idle (no call runs while a VM is freed): it reads `quit` and
+            // exits; the guard then stops what it left running. Nothing here waits for it.
             r.conn.write(r.chan, crate::agent::QUIT);
             r.conn.send_eof(r.chan);
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                self.collect();
-                self.err.clear();
-                self.frames.clear();
-                if self.remote.as_ref().is_some_and(|r| r.exit.is_some()) {
-                    break;
-                }
-                wait_readable(self.notify.raw_fd(), Some(deadline));
-                self.notify.clear();
-            }
         }
-        let exited = self
-            .remote
-            .as_ref()
-            .is_some_and(|r| matches!(r.exit, Some(Exit::Exited { .. })));
-        if exited {
-            // What it left running, the guard stops now that it is gone.
-            self.ended();
-        } else {
-            self.kill();
-        }
+        r.conn.close_channel(r.chan);
     }
 
     fn running(&self) -> bool {
@@ -514,6 +486,7 @@ impl Transport for SshTransport {
             let i = c.info();
             m.insert("auth_method".into(), i.auth_method.clone().into());
             m.insert("host_key_fingerprint".into(), i.fingerprint.clone().into());
+            m.insert("ssh_cipher".into(), i.cipher.clone().into());
             m.insert("connection".into(), i.id.into());
         }
         m.extend(self.opts.to_json());
