@@ -92,11 +92,14 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
     ``vm_type="process"`` a :class:`LuaProcess` running a child ``lua_executable``.
     ``vm_type="xcpng"`` gives an unstarted :class:`~bioxen_vm.xcpng.XcpngVM` for the pool
     that ``config`` names (deployed by its ``start()`` or first use; ``progress=`` a
-    callable for the deploy's steps). ``ssh`` raises :class:`UnsupportedError` here (use
-    a manager); unknown kinds ``ValueError`` ("Unknown VM type: …").
+    callable for the deploy's steps). ``vm_type="ssh"`` gives a :class:`LuaProcess` whose
+    ``lua_executable`` runs on the host that ``config`` names (``host``, ``port``,
+    ``username``, ``key_file`` / ``password`` / the ssh-agent, ``known_hosts`` or
+    ``host_key_fingerprint``, ...: the ssh options of the README). Unknown kinds raise
+    ``ValueError`` ("Unknown VM type: …").
     ``persistent`` is accepted and ignored (only managers keep a registry), as in the
-    original; ``config`` is for the XCP-ng kind. Extra keywords are VM options
-    (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
+    original. Extra keywords are VM options (``sandbox``, ``memory_limit``, ``timeout``,
+    ``max_output``, ``chunk_cache``, ``env``).
     """
     if not isinstance(vm_type, str):
         raise TypeError(f"vm_type must be str, not {type(vm_type).__name__}")
@@ -111,7 +114,8 @@ def create_vm(vm_id: str = "default", vm_type: str = "basic", networked: bool = 
                        persistent=persistent or None,
                        lua_executable=None if lua_executable == "lua" else lua_executable,
                        **options)
-    return LuaProcess(vm_id, lua_executable, debug_mode, vm_type=vm_type, **options)
+    return LuaProcess(vm_id, lua_executable, debug_mode, vm_type=vm_type, config=config,
+                      **options)
 
 
 def create_manager(max_workers: int = 10, lua_executable: str = "lua",

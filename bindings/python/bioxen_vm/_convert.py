@@ -111,6 +111,22 @@ def options_arg(options: Mapping[str, Any]) -> bytes:
         raise TypeError(f"options cannot be passed as JSON: {exc}") from None
 
 
+def with_config(config: Optional[Mapping[str, Any]], explicit: Mapping[str, Any],
+                default_lua: bool) -> Dict[str, Any]:
+    """A kind's ``config`` mapping under the explicit options: an explicit value (not
+    None) wins, except a ``lua_executable`` left at its default when ``default_lua``."""
+    if config is None:
+        return dict(explicit)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, not {type(config).__name__}")
+    merged: Dict[str, Any] = dict(config)
+    for k, v in explicit.items():
+        if v is None or (k == "lua_executable" and default_lua and k in config):
+            continue
+        merged[k] = v
+    return merged
+
+
 def decode(data: bytes) -> str:
     """Library output as text (invalid UTF-8 replaced, as the original decoded it)."""
     return data.decode("utf-8", "replace")

@@ -13,7 +13,7 @@ from typing import (Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequ
 
 from . import _convert, _sigint
 from ._convert import (FOREVER_MS, IdCache, args_arg, code_arg, json_value, options_arg,
-                       result_dict, text_arg, timeout_ms)
+                       result_dict, text_arg, timeout_ms, with_config)
 from ._hotpath import manager_execute, read_output, send_input
 from ._handles import own
 from ._log import sync_level
@@ -194,12 +194,14 @@ class VMManager:
 
         A duplicate id raises :class:`~bioxen_vm.exceptions.VMAlreadyExistsError` (a
         ``ValueError``: "VM with ID 'x' already exists"); an unknown ``vm_type`` a
-        ``ValueError`` ("Unknown VM type: …"); kinds this build lacks (``xcpng``, ``ssh``)
-        :class:`~bioxen_vm.exceptions.UnsupportedError`. ``vm_type="process"`` runs a real
+        ``ValueError`` ("Unknown VM type: …"). ``vm_type="process"`` runs a real
         ``lua`` interpreter (``lua_executable``) as a child; ``networked=True`` gives such a
-        VM that must load LuaSocket (a :class:`ManagedNetworkedLuaVM`). ``config`` (the
-        XCP-ng settings) is not used by the kinds built here. Extra keywords are VM options
-        (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``, ``chunk_cache``).
+        VM that must load LuaSocket (a :class:`ManagedNetworkedLuaVM`). ``config`` holds the
+        kind's own options: for ``vm_type="ssh"`` the host (``host``, ``port``,
+        ``username``, ``key_file``, ``known_hosts``, ...), for ``"xcpng"`` the pool, template
+        and guest (see :mod:`bioxen_vm.xcpng`); keywords win over it. Extra keywords are VM
+        options (``sandbox``, ``memory_limit``, ``timeout``, ``max_output``,
+        ``chunk_cache``, ``env``).
         """
         idb = text_arg(vm_id, "vm_id")
         sync_level()
@@ -208,7 +210,8 @@ class VMManager:
                                options)
             return ManagedLuaVM(self, idb.decode("utf-8"))
         backend.manager_create_vm(self._h(), idb, _vm_options(
-            vm_type, networked, persistent, debug_mode, lua_executable, options))
+            vm_type, networked, persistent, debug_mode, lua_executable,
+            with_config(config, options, False)))
         cls = ManagedNetworkedLuaVM if networked else ManagedLuaVM
         return cls(self, idb.decode("utf-8"))
 
@@ -495,6 +498,7 @@ class VMManager:
                               **options: Any) -> InteractiveSession:
         """Creates a VM with a session (attached unless ``auto_attach`` is False).
 
+        ``config`` as for :meth:`create_vm`: ``vm_type="ssh"`` takes the host there;
         ``vm_type="xcpng"`` deploys on the pool ``config`` names (see
         :mod:`bioxen_vm.xcpng`; ``progress=`` a callable receives each deploy step).
         """
@@ -507,7 +511,8 @@ class VMManager:
                 self.attach_to_vm(idb.decode("utf-8"))
             return session
         backend.manager_create_interactive_vm(
-            self._h(), idb, _vm_options(vm_type, networked, False, None, None, options),
+            self._h(), idb, _vm_options(vm_type, networked, False, None, None,
+                                        with_config(config, options, False)),
             bool(auto_attach))
         return self._session_object(idb.decode("utf-8"))
 

@@ -12,10 +12,11 @@ raises :class:`~bioxen_vm.exceptions.VMTimeoutError` (a ``LuaProcessError``).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 from . import _convert, _sigint
-from ._convert import NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms
+from ._convert import (NO_JSON, args_arg, code_arg, options_arg, result_dict, timeout_ms,
+                       with_config)
 from ._hotpath import execute, manager_execute
 from ._handles import own
 from ._log import sync_level
@@ -78,8 +79,11 @@ class LuaProcess:
     ``"trusted"``), ``memory_limit`` (bytes), ``timeout`` (seconds, the default limit of each
     execution), ``max_output``, ``chunk_cache``, ``vm_type``, ``env`` (a package environment:
     a :class:`bioxen_vm.packages.Environment`, a name or a path; ``require`` then finds its
-    modules only). ``lua_executable`` is kept for
-    compatibility: the VM embeds Lua 5.4 and never runs an interpreter.
+    modules only), ``config`` (the kind's own options: for ``vm_type="ssh"`` ``host``,
+    ``port``, ``username``, ``key_file``, ``known_hosts``, ...; the keywords above win over
+    it). For a ``basic`` VM ``lua_executable`` is kept for compatibility only: the VM
+    embeds Lua 5.4 and never runs an interpreter; ``process`` and ``ssh`` VMs run it (a
+    ``lua_executable`` in ``config`` is used when this one is left at ``"lua"``).
 
     Close it with :meth:`close` (or a ``with`` block); it is also freed when garbage
     collected. Any call on a closed VM raises :class:`InvalidHandleError` ("VM has been
@@ -92,7 +96,8 @@ class LuaProcess:
                  debug_mode: bool = False, *, sandbox: Optional[str] = None,
                  memory_limit: Optional[int] = None, timeout: Optional[float] = None,
                  max_output: Optional[int] = None, chunk_cache: Optional[int] = None,
-                 vm_type: str = "basic", env: Any = None) -> None:
+                 vm_type: str = "basic", env: Any = None,
+                 config: Optional[Mapping[str, Any]] = None) -> None:
         if not isinstance(name, str):
             raise TypeError(f"name must be str, not {type(name).__name__}")
         if not isinstance(lua_executable, str):
@@ -104,12 +109,13 @@ class LuaProcess:
         self._session_manager: Optional["VMManager"] = None
         sync_level()
         _sigint.arm()
-        options = options_arg({
+        explicit = {
             "lua_executable": lua_executable, "debug_mode": self.debug_mode or None,
             "sandbox": sandbox, "memory_limit": memory_limit, "timeout": timeout,
             "max_output": max_output, "chunk_cache": chunk_cache,
             "vm_type": None if vm_type == "basic" else vm_type,
-            "env": None if env is None else os.fspath(env)})
+            "env": None if env is None else os.fspath(env)}
+        options = options_arg(with_config(config, explicit, lua_executable == "lua"))
         handle = backend.new(options)
         self._handle = handle
         self._free = own(self, backend.free, handle)

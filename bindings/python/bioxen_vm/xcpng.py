@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any, Callable, Dict, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from . import _convert
 from ._native import backend, dispatch
@@ -280,10 +280,11 @@ class XcpngVM:
             self.start()
         return self._manager
 
-    def execute_string(self, lua_code: Union[str, bytes], timeout: Optional[float] = None
-                       ) -> Dict[str, Any]:
-        """Runs Lua on the guest (deploying first if needed): the result dict."""
-        return self._m().execute_vm_sync(self.vm_id, lua_code, timeout=timeout)
+    def execute_string(self, lua_code: Union[str, bytes], timeout: Optional[float] = None,
+                       args: Optional[Sequence[Any]] = None) -> Dict[str, Any]:
+        """Runs Lua on the guest (deploying first if needed), ``args`` as ``...``: the result
+        dict."""
+        return self._m().execute_vm_sync(self.vm_id, lua_code, timeout=timeout, args=args)
 
     def send_input(self, input_str: Union[str, bytes]) -> None:
         """A line for the interactive session on the guest."""

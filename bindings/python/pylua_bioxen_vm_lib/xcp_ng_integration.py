@@ -13,8 +13,10 @@ config says ``persistent``.
 Config: the original's keys, plus everything :mod:`bioxen_vm.xcpng` takes
 (``tls_fingerprint``, ``guest_port``, ``expected_ip_cidr``, ``boot_timeout``, ...);
 ``vm_username`` defaults to ``root`` as in the original; ``vm_config`` may hold
-``vcpus``, ``memory_mb``, ``network``, ``sr``, ``full_copy``. ``luarocks`` (this module
-only) names the guest's luarocks for :meth:`XCPngVM.install_package`.
+``vcpus``, ``memory_mb``, ``network``, ``sr``, ``full_copy``. ``package_env``,
+``rocks_servers`` and ``luarocks`` (this module only) are the guest's package environment,
+its servers and its luarocks for :meth:`XCPngVM.install_package`, which installs through
+:mod:`bioxen_vm.packages` over SSH.
 
 Intentional differences: TLS is verified (pin the host's certificate with
 ``tls_fingerprint``); ``execute_string`` runs the code as a chunk on the guest and returns
@@ -22,6 +24,7 @@ its real stdout and stderr (``{"stdout", "stderr"}``, as the original's keys);
 ``install_package`` refuses names that are not plain package names before anything is sent.
 """
 
+import logging
 import re
 
 import bioxen_vm
@@ -35,13 +38,14 @@ from bioxen_vm.exceptions import (  # noqa: F401  (original namespace)
 
 from ._missing import NotAvailableError, not_available  # noqa: F401
 from .ssh_session import SSHSessionManager  # noqa: F401
-from .utils.curator import Curator  # noqa: F401
+from .utils.curator import Curator, _servers  # noqa: F401
 from .xapi_client import XAPIClient
 
 
 REQUIRED_CONFIG = ("xcp_host", "xcp_username", "xcp_password", "template_name")
 #: Keys of this module only (not passed to the library).
-LOCAL_KEYS = ("luarocks",)
+LOCAL_KEYS = ("luarocks", "package_env", "rocks_servers")
+_log = logging.getLogger("pylua_bioxen_vm_lib.xcp_ng_integration")
 PACKAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -129,21 +133,56 @@ class XCPngVM:
             return {"stdout": "", "stderr": str(e)}
 
     def install_package(self, package_name):
-        """``luarocks install <package_name>`` on the guest; whether it succeeded."""
+        """Installs the rock ``package_name`` on the guest, by luarocks there over SSH (every
+        argument quoted), into the guest's package environment (config ``package_env``,
+        default ``"default"``, created on first use for the guest's Lua with the servers in
+        config ``rocks_servers`` or ``$BIOXEN_VM_ROCKS_SERVERS``, and ``luarocks``), then
+        adds that environment to the running session's module paths; whether it
+        succeeded (a failure is logged with luarocks' exit status and stderr)."""
         vm = self._vm()
         if not isinstance(package_name, str) or not PACKAGE_NAME.match(package_name):
             raise InteractiveSessionError("Invalid package name: %r" % (package_name,))
-        luarocks = self.config.get("luarocks", "luarocks")
-        if not isinstance(luarocks, str) or not re.match(r"^[A-Za-z0-9_./-]+$", luarocks):
-            raise InteractiveSessionError("Invalid luarocks command: %r" % (luarocks,))
-        code = ("local ok = os.execute('%s install %s') print(ok and 'installed' or 'failed')"
-                % (luarocks, package_name))
         try:
-            r = vm.execute_string(code, timeout=600)
+            env = self._package_env(vm)
+            env.install(package_name, timeout=600)
+            code = ("local p, c = ... "
+                    "if not package.path:find(p, 1, true) then package.path = p .. ';' .. "
+                    "package.path end "
+                    "if not package.cpath:find(c, 1, true) then package.cpath = c .. ';' .. "
+                    "package.cpath end")
+            tree, v = env.info["tree"], env.lua_version
+            paths = "%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua" % (tree, v, tree, v)
+            cpaths = "%s/lib/lua/%s/?.so" % (tree, v)
+            vm.execute_string(code, args=[paths, cpaths], timeout=30)
         except LuaVMError as e:
-            raise InteractiveSessionError(
-                "Failed to install package %s: %s" % (package_name, e)) from None
-        return r.get("success", False) and r.get("stdout", "").strip().endswith("installed")
+            details = getattr(e, "details", {}) or {}
+            _log.error("installing %s on %s failed: %s (exit status %s) %s", package_name,
+                       self.vm_ip, e, details.get("exit_status"),
+                       (details.get("stderr") or "").strip())
+            return False
+        return True
+
+    def _guest_ssh(self, vm):
+        """The ssh options that reach the guest as the session does (its pinned key)."""
+        info = vm.info()
+        c = self.config
+        ssh = {"host": info.get("vm_ip") or self.vm_ip, "port": c.get("guest_port", 22),
+               "username": c.get("vm_username", "root"), "key_file": c.get("vm_key_file"),
+               "key_passphrase": c.get("vm_key_passphrase"), "password": c.get("vm_password"),
+               "host_key_fingerprint": info.get("guest_host_key_fingerprint")}
+        return {k: v for k, v in ssh.items() if v is not None}
+
+    def _package_env(self, vm):
+        from bioxen_vm import packages
+
+        c = self.config
+        servers = _servers(c.get("rocks_servers"))
+        match = re.search(r"5\.[1-4]", str(vm.info().get("lua_version", "")))
+        return packages.Environment.create(
+            name=c.get("package_env", "default"), servers=servers,
+            lua_version=match.group(0) if match else "5.4",
+            interpreter=c.get("lua_executable"), luarocks=c.get("luarocks"), exist_ok=True,
+            ssh=self._guest_ssh(vm))
 
     def get_vm_info(self):
         """``{vm_id, vm_uuid, vm_ip, session_active, vm_type}``, plus ``xcp_info`` (the VM's

@@ -43,6 +43,30 @@ def test_a_manager_of_ssh_vms(rig):
     assert interpreters_left(rig) == []
 
 
+def test_config_names_the_host_everywhere_a_vm_is_made(rig):
+    import bioxen_vm
+
+    config = rig.config()
+    with bioxen_vm.create_vm("s", vm_type="ssh", config=config, timeout=20) as vm:
+        assert vm.execute_string("x = 6 return x * 7")["stdout"] == "42"
+        assert vm.execute_string("return x")["stdout"] == "6"
+        assert vm.execute_string("return _VERSION")["stdout"] == "Lua 5.4"
+    with VMManager(max_workers=1) as m:
+        m.create_vm("a", vm_type="ssh", config=config)
+        assert m.execute_vm_sync("a", "return 1 + 1")["stdout"] == "2"
+        # An explicit lua_executable wins over the config's.
+        m.create_vm("b", vm_type="ssh", config=config, lua_executable="lua5.1")
+        assert m.execute_vm_sync("b", "return _VERSION")["stdout"] == "Lua 5.1"
+        session = m.create_interactive_vm("c", vm_type="ssh", config=config,
+                                          auto_attach=False)
+        session.send_input("print(6 * 7)\n")
+        assert session.read_output(timeout=10) == "42\n"
+        assert m.get_vm_info("c")["host"] == config["host"]
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        bioxen_vm.create_vm("s", vm_type="ssh", config=["host"])
+    assert interpreters_left(rig) == []
+
+
 def test_a_bad_host_key_says_how_to_pin_or_opt_out(rig, tmp_path):
     config = rig.config()
     lua = config.pop("lua_executable")
