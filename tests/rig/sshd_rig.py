@@ -225,7 +225,16 @@ def main(argv):
     try:
         env = dict(os.environ, BIOXEN_TEST_SSH_OPTIONS=rig.options_json(), BIOXEN_TEST_SSH_RIG=rig.dir,
                    BIOXEN_TEST_SSH_PORT=str(rig.port), BIOXEN_TEST_SSH_KNOWN_HOSTS=rig.known_hosts)
-        return subprocess.call(argv[2:], env=env)
+        rc = subprocess.call(argv[2:], env=env)
+        if rc != 0:
+            # What the server saw, for a failure that involved it (the log goes with the rig).
+            try:
+                with open(os.path.join(rig.dir, "sshd.log"), errors="replace") as f:
+                    tail = f.readlines()[-60:]
+                sys.stderr.write("sshd_rig: the last lines of sshd's log:\n" + "".join(tail))
+            except OSError:
+                pass
+        return rc
     finally:
         rig.stop()
 

@@ -138,13 +138,13 @@ def _call(op: str, request: Mapping[str, Any], progress: Optional[Progress] = No
     call = _cffi_call if _backend.name == "cffi" else _ctypes_call
     status, message, body = call(f"bioxen_vm_packages_{op}", text, progress, events)
     reply = json.loads(body) if body else None
+    for e in events:
+        if isinstance(e, _Raised):  # the callback raised: that cancelled the call
+            raise e.exc
     if status:
         exc = error_from_status(status, message)
         exc.details = reply if isinstance(reply, dict) else {}  # type: ignore[attr-defined]
         raise exc
-    for e in events:
-        if isinstance(e, _Raised):
-            raise e.exc
     return reply
 
 

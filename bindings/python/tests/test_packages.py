@@ -94,12 +94,29 @@ def test_typed_errors_carry_luarocks_details(env, tmp_path):
         env.install("bxt-base", version=object())
 
 
-def test_a_progress_callback_that_raises_raises_after_the_call(env):
+def test_a_progress_callback_that_raises_cancels_and_raises_after_the_call(env):
     def boom(_event):
         raise KeyError("from the callback")
     with pytest.raises(KeyError, match="from the callback"):
         env.install("bxt-base", progress=boom)
-    assert env.is_installed("bxt-base"), "the install itself finished"
+    assert not env.is_installed("bxt-base"), "the install was cancelled"
+
+
+def test_a_progress_callback_returning_false_cancels(env):
+    from bioxen_vm.exceptions import JobCancelledError
+
+    seen = []
+
+    def stop_at_first_line(event):
+        seen.append(event)
+        return event["event"] != "output"
+    with pytest.raises(JobCancelledError, match="cancelled by the progress callback") as e:
+        env.install("bxt-base", progress=stop_at_first_line)
+    assert e.value.details["kind"] == "cancelled"
+    assert seen[-1]["event"] == "output" and sum(x["event"] == "output" for x in seen) == 1
+    assert not env.is_installed("bxt-base")
+    env.install("bxt-base", progress=lambda _e: None)
+    assert env.is_installed("bxt-base")
 
 
 def test_lock_sync_and_the_cache(tmp_path, env):
