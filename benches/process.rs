@@ -379,7 +379,7 @@ impl RawAgent {
         drop(w);
         let mut stdin = child.stdin.take().expect("stdin");
         stdin
-            .write_all(&bioxen_vm::agent::preamble())
+            .write_all(&bioxen_vm::agent::preamble(None))
             .expect("sending the agent");
         let mut frames = BufReader::new(std::fs::File::from(r));
         let mut header = String::new();

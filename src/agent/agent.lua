@@ -20,6 +20,10 @@ local LUA51 = _VERSION == "Lua 5.1"
 local loadstring, load = loadstring, load
 local NOSTDIN = "stdin is not available in a process VM"
 local BINARY = "attempt to load a binary chunk (mode is 't')"
+-- This chunk, for the host's `code` request (its bytecode, so that later agents on the
+-- same interpreter start without compiling this source).
+local SELF = debug.getinfo(1, "f").func
+local sdump = string.dump
 
 ---------------------------------------------------------------- frames
 local IN, RAW_OUT = io.stdin, io.stdout
@@ -798,6 +802,14 @@ while true do
     if not t then fatal("bad frame header: " .. line) end
     begin(field(len(t, line)), LIMIT)
     fwrite(OUT, "pong ", TOKN, "\n", TOK)
+    fflush(OUT)
+  elseif kind == "code" then
+    local t = match(rest, "^ (%d+)$")
+    if not t then fatal("bad frame header: " .. line) end
+    begin(field(len(t, line)), LIMIT)
+    local dumped, code = pcall(sdump, SELF)
+    if not dumped then code = "" end
+    fwrite(OUT, "code ", TOKN, " ", #code, "\n", TOK, code)
     fflush(OUT)
   elseif kind == "quit" and rest == "" then
     exit(0)

@@ -1,1 +1,1 @@
-local n=tonumber(io.read("*l") or "")local s=n and io.read(n) if not s or #s<n then os.exit(71) end assert((loadstring or load)(s,"=(bioxen_agent)"))()
+local n=tonumber(io.read("*l") or "")local s=n and io.read(n) if not s or #s<n then os.exit(71) end local f,e=(loadstring or load)(s,"=(bioxen_agent)") if not f then io.stderr:write("bioxen-vm-agent-refused: ",tostring(e),"\n")os.exit(72)end f()

@@ -36,6 +36,8 @@ pub enum Kind {
     Sync,
     Done,
     Pong,
+    /// The agent's own bytecode (`string.dump` of its chunk), for a `code` request.
+    Code,
     Fatal,
 }
 
@@ -63,6 +65,7 @@ impl Kind {
             b"sync" => Kind::Sync,
             b"done" => Kind::Done,
             b"pong" => Kind::Pong,
+            b"code" => Kind::Code,
             b"fatal" => Kind::Fatal,
             _ => return None,
         })
@@ -73,6 +76,7 @@ impl Kind {
             Kind::Ready => &[Small, Small],
             Kind::Out | Kind::Err => &[Token, Stream],
             Kind::Sync | Kind::Pong => &[Token],
+            Kind::Code => &[Token, Capped],
             Kind::Done => &[Token, Small, Capped, Capped, Small],
             Kind::Fatal => &[Capped],
         }

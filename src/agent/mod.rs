@@ -8,6 +8,7 @@
 //! knows whether the bytes travel over pipes or an SSH channel: requests are encoded into
 //! buffers and responses decoded from whatever bytes arrive ([`frame::Decoder`]).
 
+pub mod code_cache;
 pub mod frame;
 
 /// The agent script, sent to the bootstrap on stdin.
@@ -31,14 +32,25 @@ const fn bootstrap() -> &'static str {
 /// The protocol version this host speaks (the agent's `ready` frame names its own).
 pub const PROTOCOL_VERSION: &[u8] = b"2";
 
-/// What the host writes first: the agent's source behind its length.
-pub fn preamble() -> Vec<u8> {
-    let mut v = Vec::with_capacity(SOURCE.len() + 16);
-    v.extend_from_slice(SOURCE.len().to_string().as_bytes());
+/// What the host writes first: the agent behind its length, as source or (`code`) as
+/// the bytecode that same interpreter dumped (see [`code_cache`]).
+pub fn preamble(code: Option<&[u8]>) -> Vec<u8> {
+    let body = code.unwrap_or(SOURCE.as_bytes());
+    let mut v = Vec::with_capacity(body.len() + 16);
+    v.extend_from_slice(body.len().to_string().as_bytes());
     v.push(b'\n');
-    v.extend_from_slice(SOURCE.as_bytes());
+    v.extend_from_slice(body);
     v
 }
+
+/// The `code` request: the agent answers with its own bytecode.
+pub fn code_request(buf: &mut Vec<u8>, token: &[u8]) {
+    frame::encode(buf, "code", &[token]);
+}
+
+/// What the bootstrap writes on stderr (and exits 72) when the interpreter refuses the
+/// agent it was sent, e.g. bytecode of another build.
+pub const REFUSED: &str = "bioxen-vm-agent-refused";
 
 /// Where an output chunk goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@
 
 use super::transport::{Channel, Ended, Pumped, Transport, Waker};
 use crate::agent::frame::{Corrupt, Decoder, Event, Frame, Kind};
-use crate::agent::{self, Done, Request, Status, Stream};
+use crate::agent::{self, code_cache, Done, Request, Status, Stream};
 use crate::clock;
 use crate::error::{Error, Result};
 use crate::status::bioxen_vm_status as St;
@@ -30,6 +30,12 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// How long a started agent has to send its bytecode.
+const CODE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The largest agent bytecode kept (the dump of agent.lua is about 40 KB).
+const MAX_CODE: usize = 1 << 20;
 
 /// How long a starting interpreter has to send the agent's ready frame.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -204,13 +210,111 @@ impl<T: Transport> AgentVm<T> {
     }
 
     /// Starts the interpreter and waits for the agent's ready frame, at most
-    /// `HANDSHAKE_TIMEOUT`, or until the current request is stopped.
+    /// `HANDSHAKE_TIMEOUT`, or until the current request is stopped. The agent goes as
+    /// the bytecode this interpreter dumped before when the cache has it (see
+    /// [`agent::code_cache`]); an interpreter that refuses it gets the source.
     fn start(&mut self, exe: &str) -> Result<()> {
+        let key = self.transport.code_key();
+        let cached = match key.as_deref().and_then(code_cache::get) {
+            Some(code_cache::Entry::Code(c)) => Some(c),
+            _ => None,
+        };
+        let learn = match self.start_with(exe, cached.as_deref().map(Vec::as_slice)) {
+            Err(e) if cached.is_some() && e.to_string().contains(agent::REFUSED) => {
+                log::debug!(target: "bioxen_vm::agent", "'{exe}' refused the agent's bytecode; sending the source");
+                if let Some(k) = &key {
+                    code_cache::forget(k);
+                }
+                self.start_with(exe, None)?;
+                true
+            }
+            Err(e) => return Err(e),
+            Ok(()) => true,
+        };
+        // The key again: starting may have told the transport more (an ssh VM's package
+        // environment names its interpreter).
+        if learn && !self.learn_code(self.transport.code_key()) {
+            // The agent did not answer as it should: start a fresh one from source.
+            self.start_with(exe, None)?;
+        }
+        Ok(())
+    }
+
+    /// Asks a freshly started agent for its bytecode and keeps it under `key`. Bounded by
+    /// `CODE_TIMEOUT`. False when the agent did not answer as it should (it is then
+    /// stopped, and the caller starts another from source): the cache then says to send
+    /// the source on this interpreter from now on.
+    fn learn_code(&mut self, key: Option<String>) -> bool {
+        let Some(key) = key else { return true };
+        if code_cache::get(&key).is_some() {
+            return true;
+        }
+        let token = self.stopper.tokens.next();
+        let mut request = Vec::with_capacity(32);
+        agent::code_request(&mut request, &token);
+        let mut out = &request[..];
+        let deadline = Instant::now() + CODE_TIMEOUT;
+        loop {
+            let pumped = self.pump(&mut out, Some(deadline));
+            let mut code = None;
+            let fed = self.decoder.feed(
+                &self.inbox,
+                &token,
+                MAX_CODE,
+                &mut |e| {
+                    if let Event::Frame(f) = e {
+                        code = Some(f)
+                    }
+                },
+                &|_| true,
+            );
+            let used = fed.as_ref().map_or(0, |n| *n);
+            self.inbox.drain(..used);
+            let wrong = match (&fed, &code) {
+                (Err(_), _) => true,
+                (_, Some(f)) if f.kind != Kind::Code || f.cut > 0 => true,
+                (_, Some(f)) => {
+                    let c = f.field(0);
+                    let entry = if c.is_empty() {
+                        code_cache::Entry::None
+                    } else {
+                        code_cache::Entry::Code(Arc::new(c.to_vec()))
+                    };
+                    code_cache::put(key, entry);
+                    // Raw output the dump caused belongs to no call.
+                    self.pending.clear();
+                    return true;
+                }
+                (Ok(_), None) => match pumped {
+                    Ok(Pumped::Progress) => continue,
+                    Ok(Pumped::Woken) if self.stopper.reason().is_none() => {
+                        self.stopper.waker.clear();
+                        continue;
+                    }
+                    // A stop, the deadline, an end: the caller's fresh start deals with it
+                    // (a stop stays pending on the waker).
+                    _ => false,
+                },
+            };
+            if wrong {
+                log::debug!(target: "bioxen_vm::agent", "the agent gave no bytecode on '{key}'; sending the source there");
+                code_cache::put(key, code_cache::Entry::None);
+            }
+            self.transport.kill();
+            self.decoder.reset();
+            self.inbox.clear();
+            self.pending.clear();
+            return false;
+        }
+    }
+
+    /// [`Self::start`] with the agent as `code` (bytecode) or, without it, its source.
+    fn start_with(&mut self, exe: &str, code: Option<&[u8]>) -> Result<()> {
         self.transport.spawn(agent::BOOTSTRAP)?;
         self.decoder.reset();
         self.inbox.clear();
         self.pending.clear();
-        let preamble = agent::preamble();
+        let preamble = agent::preamble(code);
         let mut out = &preamble[..];
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
         let failure = loop {

@@ -34,12 +34,22 @@ fn not_found(exe: &str) -> Error {
 
 /// Whether `exe` names an existing file: a path as given, else a file in a `PATH` directory.
 fn on_path(exe: &str) -> bool {
+    resolve(exe).is_some()
+}
+
+/// The file `exe` names: itself when it holds a `/`, else the first on `PATH`.
+fn resolve(exe: &str) -> Option<std::path::PathBuf> {
     if exe.contains('/') {
-        return std::path::Path::new(exe).is_file();
+        let p = std::path::PathBuf::from(exe);
+        return p.is_file().then_some(p);
     }
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| !exe.is_empty() && dir.join(exe).is_file())
-    })
+    if exe.is_empty() {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(exe))
+        .find(|p| p.is_file())
 }
 
 /// Caps the child's address space at what it uses now plus `limit` bytes, so that Lua's
@@ -299,6 +309,23 @@ fn ended_of(status: Option<std::process::ExitStatus>) -> Ended {
 }
 
 impl Transport for LocalTransport {
+    /// The interpreter's file as it is now (the real file behind links, its device, inode,
+    /// size and change time): a rebuilt or replaced binary gets a key of its own.
+    fn code_key(&self) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let real = std::fs::canonicalize(resolve(&self.exe)?).ok()?;
+        let m = std::fs::metadata(&real).ok()?;
+        Some(format!(
+            "local\0{}\0{}:{}:{}:{}.{}",
+            real.display(),
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.ctime(),
+            m.ctime_nsec()
+        ))
+    }
+
     fn spawn(&mut self, bootstrap: &str) -> Result<()> {
         let exe = self.exe.clone();
         // Looked up first: some spawn paths (e.g. under valgrind) report a missing program

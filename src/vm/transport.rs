@@ -75,6 +75,13 @@ pub trait Transport: Send {
     /// docs. A transport that cannot find or reach the interpreter says so here.
     fn spawn(&mut self, bootstrap: &str) -> Result<()>;
 
+    /// What names the interpreter the next `spawn` starts, for the cache of the agent's
+    /// bytecode (`crate::agent::code_cache`); None: always send the source. Two
+    /// interpreters that share a key must load each other's bytecode.
+    fn code_key(&self) -> Option<String> {
+        None
+    }
+
     /// Called once the agent has answered: applies what needs the running interpreter
     /// (a memory limit measured from its size at rest, ...).
     fn started(&mut self) -> Result<()> {

@@ -22,7 +22,7 @@ INTERPRETERS = [name for name in CANDIDATES if shutil.which(name)]
 # Default bound on how long one response may take.
 TIMEOUT = 20.0
 # Frames that carry the request's token as their first field.
-TOKEN_KINDS = ("out", "err", "sync", "done", "pong")
+TOKEN_KINDS = ("out", "err", "sync", "done", "pong", "code")
 # The limit sent with every request (the host's max_output) unless a test says otherwise.
 LIMIT = 1 << 30
 
@@ -77,7 +77,7 @@ class Agent:
     source on stdin, frames on descriptor 3, the real stdout and stderr apart. Frames and
     both raw streams are read by threads so every wait is bounded."""
 
-    def __init__(self, lua, cwd=None, limit=LIMIT):
+    def __init__(self, lua, cwd=None, limit=LIMIT, body=None, expect_ready=True):
         self.lua = lua
         self.limit = limit
         self.tokens = []
@@ -96,14 +96,15 @@ class Agent:
         self.frames = queue.Queue()
         self.stderr = b""
         self.stdout = b""
-        self.send_raw(str(len(AGENT_SOURCE.encode())).encode() + b"\n" + AGENT_SOURCE.encode())
+        body = AGENT_SOURCE.encode() if body is None else body
+        self.send_raw(str(len(body)).encode() + b"\n" + body)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self._err_reader = threading.Thread(target=self._read_err, daemon=True)
         self._err_reader.start()
         self._out_reader = threading.Thread(target=self._read_out, daemon=True)
         self._out_reader.start()
-        self.ready = self.next_frame()
+        self.ready = self.next_frame() if expect_ready else None
 
     def _read(self):
         try:
@@ -113,7 +114,7 @@ class Agent:
                     expected = self.tokens[0] if self.tokens else None
                     if token != expected:
                         raise AssertionError(f"frame {frame!r} carries token {token!r}, expected {expected!r}")
-                    if frame[0] in ("done", "pong"):
+                    if frame[0] in ("done", "pong", "code"):
                         self.tokens.pop(0)
                 self.frames.put(frame)
                 if frame is None:
@@ -138,11 +139,11 @@ class Agent:
 
     def request(self, kind, *fields):
         """The bytes of a request, with a fresh token (and the limit for exec and repl)."""
-        if kind in ("exec", "repl", "ping"):
+        if kind in ("exec", "repl", "ping", "code"):
             token = os.urandom(8).hex().encode()
             self.tokens.append(token)
             fields = (token,) + fields
-            if kind != "ping":
+            if kind not in ("ping", "code"):
                 fields = fields + (str(self.limit),)
         return encode_frame(kind, *fields)
 

@@ -530,6 +530,31 @@ def test_a_thousand_sequential_requests(agent):
 # ---------------------------------------------------------------- control requests
 
 
+def test_code_gives_bytecode_that_starts_the_same_agent(agent, lua, tmp_path):
+    agent.send("code")
+    kind, code = agent.next_frame()
+    assert kind == "code" and code.startswith(b"\x1bLua"), (kind, code[:8])
+    again = Agent(lua, cwd=tmp_path, body=code)
+    try:
+        assert again.ready == agent.ready
+        r = again.exec("error('boom')")
+        assert r.status == "error"
+        assert_clean_traceback(r.error)
+        assert again.exec("return 2 + 2").values == [4]
+    finally:
+        again.close()
+
+
+def test_bytecode_the_interpreter_refuses_exits_72_and_says_so(lua, tmp_path):
+    a = Agent(lua, cwd=tmp_path, body=b"\x1bLuaX not a chunk", expect_ready=False)
+    try:
+        assert a.wait() == 72
+        _, err = a.raw_output()
+        assert err.startswith(b"bioxen-vm-agent-refused: "), err
+    finally:
+        a.close()
+
+
 def test_ping(agent):
     agent.send("ping")
     assert agent.next_frame() == ["pong"]

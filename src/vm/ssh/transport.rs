@@ -284,6 +284,17 @@ impl SshTransport {
 }
 
 impl Transport for SshTransport {
+    /// The host, port and user, and the interpreter there. An interpreter that changed
+    /// since (an upgrade, another machine behind the address) refuses the bytecode at load,
+    /// and the source is sent instead.
+    fn code_key(&self) -> Option<String> {
+        let lua = match &self.modules {
+            Some(m) if self.lua_executable == "lua" => m.interpreter.as_str(),
+            _ => self.lua_executable.as_str(),
+        };
+        Some(format!("ssh\0{}\0{}", self.opts.target(), lua))
+    }
+
     fn spawn(&mut self, bootstrap: &str) -> Result<()> {
         self.broken = None;
         self.frames.clear();
