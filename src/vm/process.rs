@@ -288,12 +288,20 @@ impl LocalTransport {
     }
 
     /// Reaps the exited child and stops what it left behind.
-    fn reap(&mut self, mut r: Running) -> Ended {
+    fn reap(&mut self, r: Running) -> Ended {
+        self.reap_with(r, true)
+    }
+
+    /// Reaps the interpreter; `sweep`: then look for its orphans everywhere (they went to
+    /// init; its process group and its tag still find them). Without `sweep` only its
+    /// group is killed: for an interpreter that had no descendant left when it exited.
+    fn reap_with(&mut self, mut r: Running, sweep: bool) -> Ended {
         let status = r.child.wait().ok();
-        // Its orphans went to init; its process group and its tag still find them.
         // SAFETY: plain syscall; the group is the child's own (it led it).
         unsafe { libc::kill(-r.pid, libc::SIGKILL) };
-        proc_tree::kill_tagged(&self.tag, KILL_LIMIT);
+        if sweep {
+            proc_tree::kill_tagged(&self.tag, KILL_LIMIT);
+        }
         ended_of(status)
     }
 }
@@ -552,8 +560,13 @@ impl Transport for LocalTransport {
         let Some(r) = self.running.as_mut() else {
             return;
         };
+        let mut clean = false;
         if !r.check_exited() {
             proc_tree::kill_descendants(r.pid, KILL_LIMIT);
+            // The idle agent starts nothing: with no descendant left now (the interpreter
+            // is their subreaper, so none can have left its tree), none can exist after
+            // it exits, and the machine-wide search for its tag can be skipped.
+            clean = proc_tree::descendants(r.pid).is_empty();
             let mut quit = crate::agent::QUIT;
             let _ = r.write_some(&mut quit);
             if let Some(pidfd) = &r.pidfd {
@@ -571,7 +584,16 @@ impl Transport for LocalTransport {
                 }
             }
         }
-        self.kill();
+        let exited = self.running.as_mut().is_some_and(Running::check_exited);
+        match self.running.take() {
+            Some(r) if clean && exited => {
+                self.reap_with(r, false);
+            }
+            r => {
+                self.running = r;
+                self.kill();
+            }
+        }
     }
 
     fn running(&self) -> bool {
