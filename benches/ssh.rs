@@ -6,7 +6,6 @@
 //! `cargo bench --bench ssh -- [--markdown <path>] [--quick] [--only <section>] [--no-wait]`
 //! Sections: connect, execute, session, parallel, bulk, deadpeer.
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -392,38 +391,18 @@ fn section_deadpeer(cx: &Ctx) -> (Vec<Row>, String) {
 }
 
 fn main() {
-    let Opts {
-        markdown,
-        only,
-        quick,
-        no_wait,
-    } = parse_opts(&SECTIONS, |_| {});
-    let cx = Ctx { quick };
-    let started = utc_now();
-    let wall = Instant::now();
-    let run = run_sections(&cx, &SECTIONS, only.as_deref(), no_wait);
-    let mut head = String::new();
-    let _ = writeln!(
-        head,
-        "bioxen_vm ssh-kind benchmarks ({}) — {started}, {}; OpenSSH sshd on 127.0.0.1, lua5.4 on the remote side",
-        if quick { "QUICK run" } else { "full run" },
-        cpu_model(),
+    bench_main(
+        &SECTIONS,
+        "ssh-kind",
+        "OpenSSH sshd on 127.0.0.1, lua5.4 on the remote side",
+        &[
+            "operation",
+            "bioxen_vm",
+            "anchor (same run)",
+            "anchor / bioxen_vm",
+            "target",
+            "met?",
+            "other CPU",
+        ],
     );
-    let _ = writeln!(
-        head,
-        "highest other-process CPU share in a section: {:.1}% of the machine; sections started on a busy machine: {}; run took {:.0} s",
-        run.max_other * 100.0,
-        run.busy_text(no_wait),
-        wall.elapsed().as_secs_f64()
-    );
-    let headers = [
-        "operation",
-        "bioxen_vm",
-        "anchor (same run)",
-        "anchor / bioxen_vm",
-        "target",
-        "met?",
-        "other CPU",
-    ];
-    report(&head, String::new(), &run, &headers, markdown.as_deref());
 }

@@ -7,7 +7,6 @@
 //! `cargo bench --bench xcpng -- [--markdown <path>] [--quick] [--only <section>] [--no-wait]`
 //! Sections: calls, owntime, cluster.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 #[allow(dead_code)]
@@ -320,38 +319,18 @@ fn section_cluster(cx: &Ctx) -> (Vec<Row>, String) {
 }
 
 fn main() {
-    let Opts {
-        markdown,
-        only,
-        quick,
-        no_wait,
-    } = parse_opts(&SECTIONS, |_| {});
-    let cx = Ctx { quick };
-    let started = utc_now();
-    let wall = Instant::now();
-    let run = run_sections(&cx, &SECTIONS, only.as_deref(), no_wait);
-    let mut head = String::new();
-    let _ = writeln!(
-        head,
-        "bioxen_vm xcpng-kind benchmarks ({}) — {started}, {}; the fake XAPI (Python) on 127.0.0.1 answering at once, guests as private sshd on 127.0.0.N, lua5.4",
-        if quick { "QUICK run" } else { "full run" },
-        cpu_model(),
+    bench_main(
+        &SECTIONS,
+        "xcpng-kind",
+        "the fake XAPI (Python) on 127.0.0.1 answering at once, guests as private sshd on 127.0.0.N, lua5.4",
+        &[
+            "operation",
+            "bioxen_vm",
+            "anchor (same run)",
+            "ratio",
+            "target",
+            "met?",
+            "other CPU",
+        ],
     );
-    let _ = writeln!(
-        head,
-        "highest other-process CPU share in a section: {:.1}% of the machine; sections started on a busy machine: {}; run took {:.0} s",
-        run.max_other * 100.0,
-        run.busy_text(no_wait),
-        wall.elapsed().as_secs_f64()
-    );
-    let headers = [
-        "operation",
-        "bioxen_vm",
-        "anchor (same run)",
-        "ratio",
-        "target",
-        "met?",
-        "other CPU",
-    ];
-    report(&head, String::new(), &run, &headers, markdown.as_deref());
 }

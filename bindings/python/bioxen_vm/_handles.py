@@ -78,8 +78,14 @@ def _at_exit() -> None:
     # manager cancels its jobs, whose callbacks then run; wait (briefly) for them, and only
     # then remove the log callback: no library thread may call into Python once the
     # interpreter finalizes.
+    # Not finalizer(): weakref's own exit hook, registered with the first finalize (after
+    # this one, so it runs first), turns every finalizer into a no-op. detach() still
+    # hands over what to call.
     for _key, finalizer in sorted(list(_live.items()), reverse=True):
-        finalizer()
+        info = finalizer.detach()
+        if info is not None:
+            _obj, func, args, kwargs = info
+            func(*args, **kwargs)
     while True:
         try:
             free, handle = _deferred.get_nowait()

@@ -142,6 +142,30 @@ def test_rss_stays_bounded_over_2000_create_drop_cycles():
     assert grown < 64 * 1024, f"RSS grew by {grown} KiB over 2,000 cycles"
 
 
+def test_exit_frees_every_native_object_and_stops_running_code(tmp_path):
+    """At exit the binding frees what is still alive (jobs, managers, VMs), which stops
+    running code at once, and every job's callback has come back: weakref's own exit hook
+    (which disables finalizers) must not keep that from happening."""
+    code = """
+        import atexit, time
+        def check():  # registered first, so it runs after the binding's exit hook
+            from bioxen_vm import _handles, _native
+            print("live", _handles.live_count(), "jobs", len(_native.dispatch.job_handlers),
+                  "exit took <3s", time.monotonic() - started < 3.0)
+        atexit.register(check)
+        import bioxen_vm
+        m = bioxen_vm.VMManager()
+        m.create_vm("a")
+        futures = [m.execute_vm_async("a", "while true do end") for _ in range(3)]
+        vm = bioxen_vm.LuaProcess()
+        vm.execute_string("x = 1")
+        started = time.monotonic()
+    """
+    r = run_python(code, tmp_path, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"live 0 jobs 0 exit took <3s True\n", (r.stdout, r.stderr)
+
+
 def test_objects_alive_at_exit_are_freed_cleanly(tmp_path):
     """Running jobs, attached sessions with callbacks and log records at exit: the process
     exits normally (no library thread calls into a finalizing interpreter)."""
