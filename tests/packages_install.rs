@@ -421,3 +421,47 @@ fn lua_5_1_environments_build_for_lua_5_1() {
     let r = ok("install", &json!({ "env": e54, "rock": "bxt-cmod" }));
     assert_eq!(r["installed"][0]["from_cache"], false, "{r}");
 }
+
+/// luarocks' own `luarocks_<rock>-*` directories in the system temp dir.
+fn luarocks_tmp_dirs(rock: &str) -> std::collections::BTreeSet<String> {
+    let prefix = format!("luarocks_{rock}-");
+    std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect()
+}
+
+#[test]
+fn luarocks_temp_files_stay_in_the_environment_and_go_with_the_run() {
+    let s = Scratch::new("tmpdirs");
+    let env = s.path("env");
+    create_env(&env, &[&main_server()], &s.path("cache"));
+    let before = luarocks_tmp_dirs("bxt-tool");
+    // A run killed midway (cancelled at luarocks' first line) and a finished one.
+    let mut c = CancelAt {
+        at: "output".into(),
+        events: Vec::new(),
+    };
+    let e = pkg_cancel(
+        "install",
+        &json!({ "env": env, "rock": "bxt-tool" }),
+        &mut c,
+    )
+    .unwrap_err();
+    assert_eq!(e.name, "CANCELLED", "{}", e.message);
+    ok(
+        "install",
+        &json!({ "env": env, "rock": "bxt-tool", "cache": false }),
+    );
+    assert_eq!(luarocks_tmp_dirs("bxt-tool"), before);
+    let work: Vec<_> = std::fs::read_dir(format!("{env}/work"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().starts_with("tmp-"))
+        .collect();
+    assert!(work.is_empty(), "{work:?}");
+}

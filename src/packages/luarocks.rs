@@ -144,6 +144,26 @@ pub fn remove_forced(
     run(env, &args, deadline, progress)
 }
 
+/// A run's temporary directory, removed when the run is over.
+struct RunTmp(std::path::PathBuf);
+
+static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl RunTmp {
+    fn new(env: &Environment) -> RunTmp {
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = env.work().join(format!("tmp-{}-{n}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        RunTmp(dir)
+    }
+}
+
+impl Drop for RunTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 fn run_argv(
     env: &Environment,
     argv: Vec<String>,
@@ -160,7 +180,6 @@ fn run_argv(
         .process_group(0);
     for k in [
         "PATH",
-        "TMPDIR",
         "http_proxy",
         "https_proxy",
         "no_proxy",
@@ -180,6 +199,11 @@ fn run_argv(
         .env("LC_ALL", "C");
     let _ = std::fs::create_dir_all(env.work());
     let _ = std::fs::create_dir_all(env.home());
+    // luarocks' own temporary directories (luarocks_<rock>-*) go to a directory of this run
+    // inside the environment, removed however the run ends: luarocks leaves them behind
+    // when it fails or is killed.
+    let tmp = RunTmp::new(env);
+    cmd.env("TMPDIR", &tmp.0);
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => missing(&argv[0]),
         _ => PkgError::internal(format!("cannot start {}: {e}", argv[0])),
